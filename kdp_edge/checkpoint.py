@@ -1,0 +1,118 @@
+"""Run directories: one checkpoint format for every method.
+
+RUN_DIR/
+    config.json      TrainConfig (typed, JSON)
+    normalizer.json  normalisation statistics
+    run.json         dims, horizon, env, data source, parameter count, last step, versions
+    checkpoint.pt    tensors only (model, EMA, optimiser, step, RNG states): loads with weights_only=True
+    metrics.jsonl    one JSON line per log interval
+All files are written atomically, so an interrupted run always has a loadable checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError
+from .fileio import atomic_write, atomic_write_json, read_json
+from .windows import Normalizer
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class RunInfo:
+    obs_dim: int
+    act_dim: int
+    goal_dim: int
+    horizon: int
+    env: str
+    data: str
+    parameters: int
+    step: int = 0
+    method: str = "drift"
+    created: float = 0.0
+    kdp_edge_version: str = ""
+    torch_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        return dataclasses.asdict(self)
+
+
+def save_run_files(run_dir: Path, cfg, normalizer: Normalizer, info: RunInfo) -> None:
+    from . import __version__
+
+    info.kdp_edge_version = __version__
+    info.created = info.created or time.time()
+    atomic_write_json(run_dir / "config.json", cfg.to_dict())
+    atomic_write_json(run_dir / "normalizer.json", normalizer.to_dict())
+    atomic_write_json(run_dir / "run.json", info.to_dict())
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
+    import torch
+
+    return atomic_write(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    cfg: Any  # TrainConfig
+    normalizer: Normalizer
+    info: RunInfo
+    state: dict[str, Any]
+
+    def build_model(self, ema: bool = True):
+        """The generator (EMA weights by default) in eval mode, on CPU."""
+        from .registry import build_model
+
+        model = build_model(self.cfg, self.normalizer, self.info.horizon)
+        key = "ema" if ema and "ema" in self.state else "model"
+        model.load_state_dict(self.state[key])
+        return model.eval()
+
+    @property
+    def checkpoint_sha256(self) -> str:
+        return file_sha256(self.run_dir / CHECKPOINT)
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Load a run directory with clear errors for anything missing or corrupted."""
+    import torch
+
+    from .config import TrainConfig
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory not found: {run_dir}. Train one with: kdp-edge train --data FILE --out {run_dir}")
+    for name in ("config.json", "normalizer.json", "run.json", CHECKPOINT):
+        if not (run_dir / name).exists():
+            raise CheckpointError(f"{run_dir} is not a complete run: {name} is missing (was training interrupted "
+                                  "before the first checkpoint? resume with kdp-edge train --resume)")
+    try:
+        cfg = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+        normalizer = Normalizer.from_dict(read_json(run_dir / "normalizer.json"))
+        info = RunInfo(**read_json(run_dir / "run.json"))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{run_dir}: run files are corrupted ({exc})") from exc
+    try:
+        state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated / foreign files
+        raise CheckpointError(f"{run_dir / CHECKPOINT}: cannot load ({type(exc).__name__}: {exc}); "
+                              "the file is truncated or not a kdp-edge checkpoint") from exc
+    return LoadedRun(run_dir, cfg, normalizer, info, state)

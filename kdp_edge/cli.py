@@ -1,0 +1,188 @@
+"""The ``kdp-edge`` command line. Heavy imports (torch, mujoco) happen inside the commands."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import KDPError
+
+
+def friendly_errors(fn):
+    """Turn user errors into one clear line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KDPError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kdp-edge")
+def cli() -> None:
+    """kdp-edge: Keyed Drifting Policies, trained, exported and run on the edge."""
+
+
+# ---- data -----------------------------------------------------------------------------------------
+@cli.group()
+def data() -> None:
+    """Generate datasets locally (nothing is downloaded)."""
+
+
+@data.command("pointmaze")
+@click.option("--maze", type=click.Choice(["umaze", "medium", "large"]), default="umaze", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option("--noise", type=click.FloatRange(min=0.0), default=0.5, show_default=True,
+              help="std of Gaussian action noise (D4RL maze2d used noisy actions)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--arrive-radius", type=click.FloatRange(min=0.01), default=0.3, show_default=True,
+              help="metres from the goal at which a new goal cell is drawn")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="output .hdf5 (D4RL layout)")
+@friendly_errors
+def data_pointmaze(maze, steps, noise, seed, arrive_radius, out) -> None:
+    """Waypoint-expert data in gymnasium-robotics PointMaze, D4RL maze2d layout."""
+    import time
+
+    from .data.pointmaze import PointMazeDataConfig, config_attrs, generate_pointmaze, write_d4rl_hdf5
+    from .progress import Progress
+
+    cfg = PointMazeDataConfig(maze=maze, steps=steps, noise=noise, seed=seed, arrive_radius=arrive_radius)
+    t0 = time.perf_counter()
+    with Progress(steps, f"pointmaze-{maze}") as bar:
+        arrays = generate_pointmaze(cfg, progress=bar.update)
+    write_d4rl_hdf5(out, arrays, config_attrs(cfg))
+    goals = int((abs(arrays["infos/goal"][1:] - arrays["infos/goal"][:-1]).sum(1) > 0).sum())
+    click.echo(f"wrote {out}: {steps:,} steps, {goals:,} goals reached, {time.perf_counter() - t0:.1f}s")
+
+
+# ---- train ----------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--data", "data_path", type=click.Path(), help="dataset (.hdf5 D4RL, .npz OGBench, Minari dir)")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="run directory")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML/JSON config overrides")
+@click.option("--method", type=click.Choice(["drift"]), default=None, help="training method")
+@click.option("--key", type=str, default=None,
+              help="drift key: full | condition | condition+descriptor | two-factor")
+@click.option("--arch", type=click.Choice(["mlp", "unet"]), default=None)
+@click.option("--steps", type=click.IntRange(min=1), default=None)
+@click.option("--horizon", type=click.IntRange(min=2), default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--threads", type=click.IntRange(min=0), default=None, help="torch threads (0: default)")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@click.option("--quiet", is_flag=True, help="no progress line")
+@friendly_errors
+def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, threads, resume, quiet) -> None:
+    """Train a KDP generator; writes checkpoint, config and metrics to --out."""
+    from .checkpoint import load_run
+    from .config import TrainConfig, load_config_file, merge
+    from .drift import KEY_KINDS
+    from .train import Trainer
+
+    if key is not None and key not in KEY_KINDS:
+        raise click.BadParameter(f"unknown key '{key}'; choose one of {', '.join(KEY_KINDS)}", param_hint="--key")
+    if resume:
+        base = load_run(out).cfg.to_dict()
+    else:
+        if (Path(out) / "checkpoint.pt").exists():
+            raise KDPError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+        base = TrainConfig().to_dict()
+    if config_file:
+        base = merge(base, load_config_file(config_file))
+    over: dict = {}
+    if data_path:
+        over.setdefault("data", {})["path"] = str(data_path)
+    if horizon:
+        over.setdefault("data", {})["horizon"] = horizon
+    if key:
+        over.setdefault("drift", {}).setdefault("key", {})["kind"] = key
+    if arch:
+        over.setdefault("model", {})["arch"] = arch
+    if steps:
+        over.setdefault("optim", {})["steps"] = steps
+    for name, val in (("method", method), ("seed", seed), ("threads", threads)):
+        if val is not None:
+            over[name] = val
+    cfg = TrainConfig.from_dict(merge(base, over))
+    Trainer(cfg, out, resume=resume, log=lambda m: click.echo(m, err=True)).run(progress=not quiet)
+
+
+# ---- eval -----------------------------------------------------------------------------------------
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path())
+@click.option("--env", type=click.Choice(["pointmaze-umaze", "pointmaze-medium", "pointmaze-large"]),
+              default="pointmaze-umaze", show_default=True)
+@click.option("--episodes", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--protocol", type=click.Choice(["tracker", "own-actions"]), default="tracker", show_default=True)
+@click.option("--lookahead", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--candidates", "-k", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--no-references", is_flag=True, help="skip the random / expert reference pair")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write a PNG of rollouts and plans")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report (default RUN_DIR/eval-<env>-<protocol>.json)")
+@click.option("--threads", type=click.IntRange(min=0), default=0)
+@click.option("--quiet", is_flag=True)
+@friendly_errors
+def eval_cmd(run_dir, env, episodes, seed, protocol, lookahead, candidates, no_references, plot, out, threads, quiet) -> None:
+    """Closed-loop evaluation on the D4RL maze2d protocol, with the reference pair."""
+    from .evaluate import EvalProtocol, evaluate_run
+    from .fileio import atomic_write_json
+
+    proto = EvalProtocol(env=env, episodes=episodes, seed=seed, protocol=protocol, lookahead=lookahead,
+                         candidates=candidates)
+    report = evaluate_run(run_dir, proto, progress=not quiet, plot=plot, references=not no_references, threads=threads)
+    out = out or str(Path(run_dir) / f"eval-{env}-{protocol}.json")
+    atomic_write_json(out, report)
+    click.echo(format_eval(report))
+    click.echo(f"report: {out}")
+
+
+def format_eval(report: dict) -> str:
+    lines = [f"protocol: {report['protocol_text']}", "", "| policy | normalised score | success | return |",
+             "|---|---|---|---|"]
+    for name in ("kdp", "expert", "random"):
+        if name in report:
+            r = report[name]
+            lines.append(f"| {name} | {r['normalized_score_mean']:.1f} ± {r['normalized_score_sem']:.1f} | "
+                         f"{100 * r['success_rate']:.0f}% | {r['return_mean']:.1f} |")
+    lat = report["kdp"]["plan_latency"]
+    lines.append("")
+    lines.append(f"plan latency (K={report['protocol']['candidates']}, torch, incl. scoring): "
+                 f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    _register_optional_commands()
+    cli.main(args=argv, prog_name="kdp-edge")
+
+
+def _register_optional_commands() -> None:
+    """Commands of the sibling packages (export, firmware_bridge, ...) when they are present."""
+    import importlib
+
+    for mod_name in ("firmware_bridge.cli", "export.cli", "kdp_edge.runtime.cli", "kdp_edge.bench_cli"):
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and mod_name.startswith(exc.name):
+                continue
+            raise
+        register = getattr(mod, "register", None)
+        if register is not None:
+            register(cli)
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,108 @@
+"""Typed training configuration, saved as JSON beside every checkpoint (no pickled code objects).
+
+``kdp-edge train --config FILE`` accepts YAML or JSON with any subset of these fields; unknown
+fields are an error naming the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .drift import DriftConfig, KeySpec
+from .errors import ConfigError
+from .models import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    horizon: int = 32
+    goal: str = "auto"  # auto | hindsight | none
+
+
+@dataclass
+class OptimConfig:
+    steps: int = 20_000
+    conditions: int = 32  # G: conditions per batch
+    samples: int = 16  # N: generated windows per condition
+    positives: int = 32  # P: nearest dataset windows per condition (the condition's own included)
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    warmup: int = 500
+
+
+@dataclass
+class TrainConfig:
+    method: str = "drift"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    log_every: int = 100
+    checkpoint_every: int = 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> TrainConfig:
+        return _build(TrainConfig, d, "config")
+
+
+def _build(cls, d: dict[str, Any], where: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; valid fields: {sorted(names)}")
+    kwargs = {}
+    for k, v in d.items():
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            kwargs[k] = _build(t, v, f"{where}.{k}")
+        else:
+            kwargs[k] = v
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
+    text = p.read_text()
+    if p.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as exc:
+            raise ConfigError("YAML configs need pyyaml: pip install 'kdp-edge[train]' (or use a .json config)") from exc
+        return yaml.safe_load(text) or {}
+    return json.loads(text)
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: values in ``override`` win."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "ModelConfig", "DriftConfig", "KeySpec",
+           "load_config_file", "merge"]

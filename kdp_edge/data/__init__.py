@@ -1,0 +1,1 @@
+"""Datasets: the PointMaze generator, readers for local files, and trajectory windows."""

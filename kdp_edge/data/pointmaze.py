@@ -1,0 +1,98 @@
+"""Generate a D4RL-maze2d-style dataset in gymnasium-robotics PointMaze (needs the ``sim`` extra).
+
+One continuing stream: the waypoint expert drives toward a goal; on arrival a new random goal cell
+is drawn; ``timeouts`` is set every ``timeout_every`` steps (the physics is not reset, as in D4RL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import require
+from ..fileio import atomic_write
+
+
+@dataclass
+class PointMazeDataConfig:
+    maze: str = "umaze"
+    steps: int = 1_000_000
+    noise: float = 0.0  # std of Gaussian action noise (actions are clipped to [-1, 1] after it)
+    seed: int = 0
+    arrive_radius: float = 0.3  # metres: a new goal is drawn when the ball is this close
+    timeout_every: int = 1000
+    goal_noise: float = 0.25  # goal = free-cell centre + U(-goal_noise, goal_noise) cells
+
+
+def generate_pointmaze(cfg: PointMazeDataConfig, progress=None) -> dict[str, np.ndarray]:
+    """Run the expert for ``cfg.steps`` steps; returns arrays in the D4RL layout.
+
+    ``progress(n)`` is called with the number of new steps every few thousand steps.
+    """
+    from ..expert import WaypointExpert
+    from ..sim import PointMazeSim
+
+    sim = PointMazeSim(cfg.maze, seed=cfg.seed)
+    expert = WaypointExpert(sim.maze)
+    rng = np.random.default_rng(cfg.seed + 1)
+    n = int(cfg.steps)
+    obs_buf = np.empty((n, 4), np.float32)
+    act_buf = np.empty((n, 2), np.float32)
+    goal_buf = np.empty((n, 2), np.float32)
+    qpos_buf = np.empty((n, 2), np.float32)
+    qvel_buf = np.empty((n, 2), np.float32)
+    rew_buf = np.empty((n,), np.float32)
+    start = sim.random_cell_xy(noise=cfg.goal_noise)
+    goal = sim.random_cell_xy(exclude=tuple(sim.maze.xy_to_cell(start)), noise=cfg.goal_noise)
+    obs = sim.reset(start, goal)
+    report_every = 5000
+    for t in range(n):
+        if np.linalg.norm(obs[:2] - goal) < cfg.arrive_radius:
+            goal = sim.random_cell_xy(exclude=tuple(sim.maze.xy_to_cell(obs[:2])), noise=cfg.goal_noise)
+            sim.set_goal(goal)
+        act = expert.act(obs, goal)
+        if cfg.noise > 0:
+            act = np.clip(act + rng.normal(0.0, cfg.noise, size=2), -1.0, 1.0)
+        obs_buf[t], goal_buf[t], act_buf[t] = obs, goal, act
+        qpos_buf[t], qvel_buf[t] = obs[:2], obs[2:]
+        obs = sim.step(act)
+        rew_buf[t] = float(np.linalg.norm(obs[:2] - goal) <= 0.5)
+        if progress is not None and (t + 1) % report_every == 0:
+            progress(report_every)
+    if progress is not None and n % report_every:
+        progress(n % report_every)
+    timeouts = np.zeros(n, bool)
+    timeouts[cfg.timeout_every - 1 :: cfg.timeout_every] = True
+    timeouts[-1] = True
+    return {
+        "observations": obs_buf,
+        "actions": act_buf,
+        "rewards": rew_buf,
+        "terminals": np.zeros(n, bool),
+        "timeouts": timeouts,
+        "infos/goal": goal_buf,
+        "infos/qpos": qpos_buf,
+        "infos/qvel": qvel_buf,
+    }
+
+
+def write_d4rl_hdf5(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict | None = None) -> Path:
+    """Write arrays (keys may contain '/') to an HDF5 file atomically."""
+    h5py = require("h5py", "sim", "Writing HDF5 datasets")
+
+    def _w(tmp: str) -> None:
+        with h5py.File(tmp, "w") as f:
+            for key, arr in arrays.items():
+                f.create_dataset(key, data=arr, compression="gzip", compression_opts=1)
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v
+
+    return atomic_write(path, _w)
+
+
+def config_attrs(cfg: PointMazeDataConfig) -> dict:
+    import json
+
+    return {"kdp_edge_generator": "pointmaze", "config": json.dumps(asdict(cfg)), "env": f"pointmaze-{cfg.maze}"}

@@ -1,0 +1,209 @@
+"""Closed-loop PointMaze evaluation on the D4RL maze2d protocol (needs the ``sim`` extra).
+
+Protocol: fixed goal cell ((1,1) / (6,6) / (7,9)), horizons 300 / 600 / 800, sparse reward 1 per
+step within 0.5 m of the goal, random start cell (not the goal cell) plus U(+-0.25) noise, one
+seeded start per episode shared by every policy. The planner replans every step. Scores are
+D4RL-normalised with D4RL's constants: only approximately comparable on gymnasium-robotics, so the
+reference pair (uniform random and the scripted waypoint expert) is measured on the same episodes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .mazes import D4RL_PROTOCOL, GOAL_RADIUS, Maze
+from .metrics import percentiles_ms
+from .planning import CandidateScorer, ScoringSpec, select_action
+from .progress import Progress
+
+Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]  # obs [E, 4], goal [E, 2] -> actions [E, 2]
+
+
+@dataclass
+class EvalProtocol:
+    env: str = "pointmaze-umaze"
+    episodes: int = 50
+    seed: int = 0
+    protocol: str = "tracker"  # own-actions | tracker
+    lookahead: int = 8  # tracker: planned step to steer toward
+    candidates: int = 16
+    replan_every: int = 1
+
+    @property
+    def maze(self) -> str:
+        return self.env.removeprefix("pointmaze-")
+
+    def describe(self) -> str:
+        p = D4RL_PROTOCOL[self.maze]
+        act = "own actions" if self.protocol == "own-actions" else f"PD tracker toward plan step {self.lookahead}"
+        return (f"{self.env}: goal cell {p['goal_cell']}, horizon {p['horizon']}, reward radius {GOAL_RADIUS} m, "
+                f"{self.episodes} episodes (seed {self.seed}), replanning every {self.replan_every} step(s), "
+                f"K = {self.candidates} candidates, {act}; D4RL-normalised (approximate)")
+
+
+def episode_starts(maze: Maze, goal_cell, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    cells = [c for c in maze.free_cells() if c != tuple(goal_cell)]
+    idx = rng.integers(len(cells), size=n)
+    return np.stack([maze.cell_to_xy(cells[i]) + rng.uniform(-0.25, 0.25, 2) for i in idx])
+
+
+def normalized_score(ret: np.ndarray, maze: str) -> np.ndarray:
+    p = D4RL_PROTOCOL[maze]
+    return 100.0 * (np.asarray(ret, dtype=np.float64) - p["ref_min"]) / (p["ref_max"] - p["ref_min"])
+
+
+def rollout(policy: Policy, proto: EvalProtocol, label: str = "", progress: bool = True,
+            record: Callable[[int, np.ndarray], None] | None = None) -> dict:
+    """Run ``proto.episodes`` episodes in lockstep; returns returns, scores and trajectories."""
+    from .sim import PointMazeSim
+
+    p = D4RL_PROTOCOL[proto.maze]
+    maze = Maze.named(proto.maze)
+    goal = maze.cell_to_xy(p["goal_cell"])
+    starts = episode_starts(maze, p["goal_cell"], proto.episodes, proto.seed)
+    sims = [PointMazeSim(maze, seed=proto.seed + i) for i in range(proto.episodes)]
+    obs = np.stack([s.reset(st, goal) for s, st in zip(sims, starts, strict=True)])
+    goals = np.repeat(goal[None], proto.episodes, 0)
+    horizon = p["horizon"]
+    rewards = np.zeros((proto.episodes, horizon))
+    traj = np.zeros((proto.episodes, horizon + 1, 2))
+    traj[:, 0] = obs[:, :2]
+    with Progress(horizon, f"eval {label}".strip(), enabled=progress) as bar:
+        for t in range(horizon):
+            act = policy(obs, goals)
+            if record is not None:
+                record(t, obs)
+            obs = np.stack([s.step(a) for s, a in zip(sims, act, strict=True)])
+            traj[:, t + 1] = obs[:, :2]
+            rewards[:, t] = np.linalg.norm(obs[:, :2] - goal, axis=1) <= GOAL_RADIUS
+            bar.update(1)
+    returns = rewards.sum(1)
+    scores = normalized_score(returns, proto.maze)
+    return {"returns": returns, "scores": scores, "success": rewards.any(1), "trajectories": traj,
+            "starts": starts, "goal": goal}
+
+
+def summarize(result: dict) -> dict:
+    s = result["scores"]
+    n = len(s)
+    return {
+        "normalized_score_mean": float(s.mean()),
+        "normalized_score_sem": float(s.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+        "return_mean": float(result["returns"].mean()),
+        "success_rate": float(result["success"].mean()),
+        "episodes": n,
+    }
+
+
+class GeneratorPolicy:
+    """Replanning policy around any ``generate(obs [B,O], goal [B,G], noise [B,H,D]) -> [B,H,D]``.
+
+    Each call draws K candidates per environment in one batched pass, scores them with the
+    :class:`CandidateScorer`, and acts on the best one with the chosen protocol.
+    """
+
+    def __init__(self, generate, horizon: int, window_dim: int, obs_dim: int, scorer: CandidateScorer,
+                 proto: EvalProtocol, seed: int = 0):
+        self.generate, self.h, self.d, self.o = generate, horizon, window_dim, obs_dim
+        self.scorer, self.proto = scorer, proto
+        self.rng = np.random.default_rng(seed)
+        self.last_plans: np.ndarray | None = None  # [E, K, H, D]
+        self.last_choice: np.ndarray | None = None  # [E]
+
+    def plan(self, obs: np.ndarray, goals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        e, k = len(obs), self.proto.candidates
+        noise = self.rng.standard_normal((e * k, self.h, self.d)).astype(np.float32)
+        plans = self.generate(np.repeat(obs, k, 0).astype(np.float32), np.repeat(goals, k, 0).astype(np.float32), noise)
+        plans = plans.reshape(e, k, self.h, self.d)
+        choice = np.array([int(np.argmax(self.scorer(plans[i], goals[i]))) for i in range(e)])
+        return plans, choice
+
+    def __call__(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        plans, choice = self.plan(obs, goals)
+        self.last_plans, self.last_choice = plans, choice
+        return np.stack([
+            select_action(plans[i, choice[i]], obs[i], self.o, self.proto.protocol, self.proto.lookahead)
+            for i in range(len(obs))
+        ])
+
+
+def torch_generate(model):
+    """Wrap a torch generator as a numpy ``generate`` function."""
+    import torch
+
+    def _gen(obs, goal, noise):
+        with torch.no_grad():
+            return model(torch.from_numpy(obs), torch.from_numpy(goal), torch.from_numpy(noise)).numpy()
+
+    return _gen
+
+
+def plan_latency(policy: GeneratorPolicy, obs: np.ndarray, goal: np.ndarray, runs: int = 200) -> dict:
+    """Single-environment plan latency (generation + scoring), seconds -> percentiles in ms."""
+    times = []
+    for i in range(runs + 10):
+        t0 = time.perf_counter()
+        policy.plan(obs[None], goal[None])
+        if i >= 10:
+            times.append(time.perf_counter() - t0)
+    return percentiles_ms(times)
+
+
+def reference_policies(maze: Maze, seed: int) -> dict[str, Policy]:
+    from .expert import WaypointExpert
+
+    expert = WaypointExpert(maze)
+    rng = np.random.default_rng(seed)
+    return {
+        "random": lambda obs, goal: rng.uniform(-1, 1, size=(len(obs), 2)),
+        "expert": lambda obs, goal: np.stack([expert.act(o, g) for o, g in zip(obs, goal, strict=True)]),
+    }
+
+
+def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str | None = None,
+                 references: bool = True, threads: int = 0) -> dict:
+    """Evaluate a trained run; returns the JSON-able report."""
+    import torch
+
+    from .checkpoint import load_run
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    run = load_run(run_dir)
+    model = run.build_model(ema=True)
+    maze = Maze.named(proto.maze)
+    scorer = CandidateScorer(ScoringSpec.for_env(proto.env))
+    policy = GeneratorPolicy(torch_generate(model), run.info.horizon, model.window_dim, model.obs_dim,
+                             scorer, proto, seed=proto.seed)
+    snapshots: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def record(t, obs):
+        if plot and t % 40 == 0 and policy.last_plans is not None:
+            snapshots.append((t, obs.copy(), policy.last_plans[:4].copy(), policy.last_choice[:4].copy()))
+
+    res = rollout(policy, proto, "kdp", progress, record)
+    goal = res["goal"]
+    latency = plan_latency(policy, np.concatenate([res["starts"][0], [0, 0]]), goal)
+    report = {
+        "protocol": asdict(proto), "protocol_text": proto.describe(),
+        "scoring": scorer.spec.to_dict(),
+        "checkpoint": {"run_dir": str(run_dir), "step": run.info.step, "weights": "EMA, last checkpoint",
+                       "parameters": run.info.parameters, "key": run.cfg.drift.key.kind, "arch": run.cfg.model.arch},
+        "kdp": summarize(res) | {"plan_latency": latency},
+    }
+    refs = {}
+    if references:
+        for name, pol in reference_policies(maze, proto.seed).items():
+            refs[name] = rollout(pol, proto, name, progress)
+            report[name] = summarize(refs[name])
+    if plot:
+        from .plots import plot_rollouts
+
+        plot_rollouts(plot, maze, res, snapshots, report, refs.get("expert"))
+        report["plot"] = str(plot)
+    return report

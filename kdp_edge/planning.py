@@ -1,0 +1,89 @@
+"""Candidate scoring and action selection (numpy only: shared by training-side evaluation and the
+device runtime, so both pick the same candidate from the same windows).
+
+A plan is a raw window [H, D] with D = obs_dim + act_dim. Scores are "higher is better".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .mazes import Maze
+
+PROTOCOLS = ("own-actions", "tracker")
+
+
+@dataclass
+class ScoringSpec:
+    """How candidates are ranked; saved in checkpoints' eval reports and in bundle.json."""
+
+    kind: str = "goal_distance"  # "goal_distance" (Euclidean, any task) or "maze_geodesic"
+    maze: str = ""  # maze name for "maze_geodesic"
+    pos_dims: list[int] = field(default_factory=lambda: [0, 1])  # observation dims holding the position
+    wall_penalty: float = 10.0  # per unit fraction of planned positions inside walls
+    wall_margin: float = 0.05  # metres around a position that must be free
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> ScoringSpec:
+        return ScoringSpec(**d)
+
+    @staticmethod
+    def for_env(env: str) -> ScoringSpec:
+        """Maze-aware scoring for ``pointmaze-<maze>`` environments, Euclidean otherwise."""
+        if env.startswith("pointmaze-"):
+            return ScoringSpec(kind="maze_geodesic", maze=env.removeprefix("pointmaze-"))
+        return ScoringSpec()
+
+
+class CandidateScorer:
+    """``scores = scorer(plans [K, H, D], goal [G])`` -> [K]; geodesic fields cached per goal."""
+
+    def __init__(self, spec: ScoringSpec):
+        if spec.kind not in ("goal_distance", "maze_geodesic"):
+            raise ValueError(f"unknown scoring '{spec.kind}': use goal_distance or maze_geodesic")
+        self.spec = spec
+        self.maze = Maze.named(spec.maze) if spec.kind == "maze_geodesic" else None
+        self._fields: dict[tuple, object] = {}
+
+    def _field(self, goal: np.ndarray):
+        key = tuple(np.round(np.asarray(goal, dtype=np.float64)[:2], 3))
+        if key not in self._fields:
+            if len(self._fields) > 32:
+                self._fields.clear()
+            self._fields[key] = self.maze.geodesic_field(np.array(key))
+        return self._fields[key]
+
+    def __call__(self, plans: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        pos = plans[..., self.spec.pos_dims]  # [K, H, 2]
+        goal = np.asarray(goal, dtype=np.float64)
+        if self.maze is None:
+            return -np.linalg.norm(pos[:, -1] - goal[: pos.shape[-1]], axis=-1)
+        geo = self._field(goal)(pos[:, -1])
+        walls = self.maze.in_wall(pos, margin=self.spec.wall_margin).mean(axis=-1)
+        far = np.nanmax(np.where(np.isfinite(geo), geo, np.nan)) if np.isfinite(geo).any() else 0.0
+        geo = np.where(np.isfinite(geo), geo, far + 1.0)
+        return -geo - self.spec.wall_penalty * walls
+
+
+def select_action(
+    plan: np.ndarray, obs: np.ndarray, obs_dim: int, protocol: str = "own-actions",
+    lookahead: int = 8, pos_dims=(0, 1), kp: float = 10.0, kd: float = 1.0,
+) -> np.ndarray:
+    """The action to execute now from the chosen plan [H, D].
+
+    own-actions: the plan's first action. tracker: PD control toward the planned position
+    ``lookahead`` steps ahead (Diffuser's Maze2D protocol; assumes velocity dims follow positions).
+    """
+    if protocol == "own-actions":
+        return plan[0, obs_dim:]
+    if protocol == "tracker":
+        pos = np.asarray(pos_dims)
+        target = plan[min(lookahead, len(plan) - 1), pos]
+        vel = obs[pos + len(pos)]
+        return np.clip(kp * (target - obs[pos]) - kd * vel, -1.0, 1.0)
+    raise ValueError(f"unknown protocol '{protocol}': use {' or '.join(PROTOCOLS)}")

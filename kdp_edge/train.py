@@ -1,0 +1,203 @@
+"""Training loop for KDP generators (``kdp-edge train`` / ``python -m kdp_edge.train``).
+
+Each step: draw G conditions from the dataset windows, fetch each condition's P nearest dataset
+windows (kNN in condition space, index built once), generate N windows per condition in one
+batched pass, and regress on the keyed drift target (:mod:`kdp_edge.drift`). AdamW, EMA, gradient
+clipping, JSONL metrics, atomic checkpoints and ``--resume``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import RunInfo, load_run, save_checkpoint, save_run_files
+from .config import TrainConfig
+from .errors import ConfigError, KDPError
+from .fileio import append_jsonl
+from .metrics import candidate_diversity, staticness
+from .progress import Progress
+from .windows import WindowSet
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    o = cfg.optim
+    if step < o.warmup:
+        return o.lr * (step + 1) / o.warmup
+    frac = (step - o.warmup) / max(1, o.steps - o.warmup)
+    return o.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, log=print):
+        import torch
+
+        from .data.readers import load_trajectories
+        from .registry import build_model
+
+        self.torch = torch
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.log = log
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        prior = load_run(self.out) if resume else None
+        if prior is not None:
+            self.cfg = cfg = prior.cfg if cfg is None else cfg
+        if not cfg.data.path:
+            raise ConfigError("no dataset given: pass --data FILE (or data.path in the config)")
+        traj = load_trajectories(cfg.data.path, goal=cfg.data.goal)
+        self.ws = WindowSet(traj, cfg.data.horizon, prior.normalizer if prior else None)
+        if prior is not None:
+            want = (prior.info.obs_dim, prior.info.act_dim, prior.info.goal_dim)
+            have = (traj.obs_dim, traj.act_dim, traj.goal_dim)
+            if want != have:
+                raise KDPError(f"cannot resume: the run was trained on dims (obs, act, goal) = {want}, "
+                               f"the dataset has {have}")
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg, self.ws.norm, cfg.data.horizon)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.step = 0
+        from .models import count_parameters
+
+        self.info = RunInfo(
+            obs_dim=traj.obs_dim, act_dim=traj.act_dim, goal_dim=traj.goal_dim, horizon=cfg.data.horizon,
+            env=traj.env, data=str(cfg.data.path), parameters=count_parameters(self.model), method=cfg.method,
+            torch_version=torch.__version__,
+        )
+        if prior is not None:
+            self.model.load_state_dict(prior.state["model"])
+            self.ema.load_state_dict(prior.state["ema"])
+            self.opt.load_state_dict(prior.state["optimizer"])
+            self.step = int(prior.state["step"])
+            self.rng.bit_generator.state = prior.state["numpy_rng"]
+            torch.set_rng_state(prior.state["torch_rng"])
+            self.info.created = prior.info.created
+            self.log(f"resuming {self.out} at step {self.step}/{cfg.optim.steps}")
+        # a fixed probe set for sample metrics
+        probe_rng = np.random.default_rng(12345)
+        self.probe = self.ws.starts[probe_rng.choice(len(self.ws), size=min(64, len(self.ws)), replace=False)]
+
+    # ---- one step -----------------------------------------------------------------------------
+    def batch(self):
+        torch, o = self.torch, self.cfg.optim
+        starts = self.ws.starts[self.rng.integers(len(self.ws), size=o.conditions)]
+        pos_starts = self.ws.knn(starts, o.positives)  # [G, P]
+        cond = torch.from_numpy(self.ws.conditions(starts))
+        pos = torch.from_numpy(self.ws.windows(pos_starts))
+        pos_cond = torch.from_numpy(self.ws.conditions(pos_starts))
+        return cond, pos, pos_cond
+
+    def train_step(self) -> dict[str, float]:
+        from .drift import keyed_drift_loss
+
+        torch, cfg = self.torch, self.cfg
+        g, n = cfg.optim.conditions, cfg.optim.samples
+        cond, pos, pos_cond = self.batch()
+        noise = torch.randn(g * n, cfg.data.horizon, self.model.window_dim)
+        gen = self.model.generate_normalized(cond.repeat_interleave(n, dim=0), noise)
+        gen = gen.reshape(g, n, *gen.shape[1:])
+        loss, stats = keyed_drift_loss(gen, cond, pos, pos_cond, cfg.drift)
+        for group in self.opt.param_groups:
+            group["lr"] = _lr_at(self.step, cfg)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.opt.step()
+        with torch.no_grad():
+            d = cfg.optim.ema
+            for pe, pm in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        self.step += 1
+        stats.update(loss=float(loss.detach()), grad_norm=float(grad_norm), lr=self.opt.param_groups[0]["lr"])
+        return stats
+
+    # ---- metrics and checkpoints ----------------------------------------------------------------
+    def sample_metrics(self, k: int = 16) -> dict[str, float]:
+        """Diversity, static-ness and start consistency of the EMA model on the probe conditions."""
+        torch, ws = self.torch, self.ws
+        obs = ws.traj.observations[self.probe]
+        goal = ws.traj.goals[self.probe] if ws.traj.goals is not None else np.zeros((len(obs), 0), np.float32)
+        with torch.no_grad():
+            noise = torch.randn(len(obs) * k, self.cfg.data.horizon, self.model.window_dim,
+                                generator=torch.Generator().manual_seed(0))
+            plans = self.ema(torch.from_numpy(np.repeat(obs, k, 0)), torch.from_numpy(np.repeat(goal, k, 0)), noise)
+        plans = plans.numpy().reshape(len(obs), k, *plans.shape[1:])
+        data = ws.norm.denorm_window(ws.windows(self.probe))
+        o = ws.traj.obs_dim
+        pos_dims = self.cfg.drift.key.descriptor_dims
+        jump_plan = np.linalg.norm(plans[:, :, 1, :o] - obs[:, None], axis=-1).mean()
+        jump_data = np.linalg.norm(data[:, 1, :o] - data[:, 0, :o], axis=-1).mean()
+        return {
+            "diversity": candidate_diversity(plans, pos_dims),
+            "staticness": staticness(plans, data[:, None], pos_dims),
+            "start_jump_ratio": float(jump_plan / max(jump_data, 1e-9)),
+            "action_rms": float(np.sqrt((plans[..., o:] ** 2).mean())),
+        }
+
+    def save(self) -> None:
+        torch = self.torch
+        self.info.step = self.step
+        save_run_files(self.out, self.cfg, self.ws.norm, self.info)
+        save_checkpoint(self.out, {
+            "model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.opt.state_dict(),
+            "step": self.step, "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        })
+
+    def run(self, progress: bool = True) -> Path:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log(f"model: {cfg.model.arch}, {self.info.parameters:,} parameters; key: {cfg.drift.key.kind}; "
+                 f"windows: {len(self.ws):,} of horizon {cfg.data.horizon}; run dir: {self.out}")
+        metrics_path = self.out / "metrics.jsonl"
+        interrupted = {"flag": False}
+
+        def _sigterm(*_):
+            interrupted["flag"] = True
+
+        old = signal.signal(signal.SIGTERM, _sigterm)
+        t0, n0 = time.perf_counter(), self.step
+        try:
+            with Progress(cfg.optim.steps, "train", enabled=progress) as bar:
+                bar.done = self.step
+                while self.step < cfg.optim.steps and not interrupted["flag"]:
+                    stats = self.train_step()
+                    bar.update(1, loss=stats["loss"])
+                    if self.step % cfg.log_every == 0 or self.step == cfg.optim.steps:
+                        stats.update(self.sample_metrics())
+                        stats["step"] = self.step
+                        stats["steps_per_s"] = (self.step - n0) / (time.perf_counter() - t0)
+                        append_jsonl(metrics_path, stats)
+                        bar.fields.update(div=stats["diversity"], static=stats["staticness"])
+                    if self.step % cfg.checkpoint_every == 0:
+                        self.save()
+        except KeyboardInterrupt:
+            interrupted["flag"] = True
+        finally:
+            signal.signal(signal.SIGTERM, old)
+        self.save()
+        if interrupted["flag"]:
+            self.log(f"interrupted at step {self.step}; checkpoint saved. Resume with: "
+                     f"kdp-edge train --resume --out {self.out}")
+            raise SystemExit(130)
+        self.log(f"done: {self.step} steps in {time.perf_counter() - t0:.1f}s; checkpoint {self.out / 'checkpoint.pt'}")
+        return self.out
+
+
+def main(argv=None) -> None:
+    """``python -m kdp_edge.train`` is the same as ``kdp-edge train``."""
+    from .cli import main as cli_main
+
+    cli_main(["train", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    main()
