@@ -35,7 +35,8 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, log=print):
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, log=print, trajectories=None):
+        """``trajectories`` (a :class:`~kdp_edge.windows.Trajectories`) replaces ``cfg.data.path``."""
         import torch
 
         from .data.readers import load_trajectories
@@ -50,16 +51,19 @@ class Trainer:
         prior = load_run(self.out) if resume else None
         if prior is not None:
             self.cfg = cfg = prior.cfg if cfg is None else cfg
-        if not cfg.data.path:
+        if trajectories is not None:
+            traj = trajectories
+        elif not cfg.data.path:
             raise ConfigError("no dataset given: pass --data FILE (or data.path in the config)")
-        traj = load_trajectories(cfg.data.path, goal=cfg.data.goal)
-        self.ws = WindowSet(traj, cfg.data.horizon, prior.normalizer if prior else None)
+        else:
+            traj = load_trajectories(cfg.data.path, goal=cfg.data.goal)
         if prior is not None:
             want = (prior.info.obs_dim, prior.info.act_dim, prior.info.goal_dim)
             have = (traj.obs_dim, traj.act_dim, traj.goal_dim)
             if want != have:
                 raise KDPError(f"cannot resume: the run was trained on dims (obs, act, goal) = {want}, "
                                f"the dataset has {have}")
+        self.ws = WindowSet(traj, cfg.data.horizon, prior.normalizer if prior else None)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, self.ws.norm, cfg.data.horizon)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
@@ -70,7 +74,7 @@ class Trainer:
 
         self.info = RunInfo(
             obs_dim=traj.obs_dim, act_dim=traj.act_dim, goal_dim=traj.goal_dim, horizon=cfg.data.horizon,
-            env=traj.env, data=str(cfg.data.path), parameters=count_parameters(self.model), method=cfg.method,
+            env=traj.env, data=str(cfg.data.path or traj.source), parameters=count_parameters(self.model), method=cfg.method,
             torch_version=torch.__version__,
         )
         if prior is not None:
@@ -113,7 +117,8 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
         self.opt.step()
         with torch.no_grad():
-            d = cfg.optim.ema
+            # EMA warm-up: early on the average would be dominated by the random initial weights
+            d = min(cfg.optim.ema, (1 + self.step) / (10 + self.step))
             for pe, pm in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                 pe.mul_(d).add_(pm.detach(), alpha=1 - d)
         self.step += 1
