@@ -122,7 +122,8 @@ def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, 
               default="pointmaze-umaze", show_default=True)
 @click.option("--episodes", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--protocol", type=click.Choice(["tracker", "own-actions"]), default="tracker", show_default=True)
+@click.option("--protocol", type=click.Choice(["own-actions", "tracker"]), default="own-actions", show_default=True,
+              help="own-actions: execute the plan's first action; tracker: PD toward the planned position")
 @click.option("--lookahead", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--candidates", "-k", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--no-references", is_flag=True, help="skip the random / expert reference pair")

@@ -28,7 +28,7 @@ class EvalProtocol:
     env: str = "pointmaze-umaze"
     episodes: int = 50
     seed: int = 0
-    protocol: str = "tracker"  # own-actions | tracker
+    protocol: str = "own-actions"  # own-actions | tracker
     lookahead: int = 8  # tracker: planned step to steer toward
     candidates: int = 16
     replan_every: int = 1

@@ -77,7 +77,7 @@ def test_train_eval_and_resume(tmp_path, tiny_data, tiny_config, cli_env):
              "--out", str(report_path), "--plot", str(plot), "--quiet"], cli_env)
     assert r.returncode == 0, r.stderr
     rep = json.loads(report_path.read_text())
-    assert rep["protocol"]["protocol"] == "tracker" and "horizon 300" in rep["protocol_text"]
+    assert rep["protocol"]["protocol"] == "own-actions" and "horizon 300" in rep["protocol_text"]
     for name in ("kdp", "expert", "random"):
         assert rep[name]["episodes"] == 2
     assert rep["expert"]["success_rate"] == 1.0  # the scripted expert reaches the goal
