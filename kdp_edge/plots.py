@@ -47,7 +47,7 @@ def plot_rollouts(path, maze: Maze, res: dict, snapshots, report: dict, expert: 
     draw_maze(ax, maze)
     colors = plt.cm.tab10(np.arange(10))
     n_show = min(4, len(res["trajectories"]))
-    for t, _obs, plans, choice in snapshots:
+    for _t, _obs, plans, choice in snapshots:
         for e in range(min(n_show, len(plans))):
             for k in range(plans.shape[1]):
                 ax.plot(plans[e, k, :, 0], plans[e, k, :, 1], color="0.6", lw=0.6, alpha=0.5)

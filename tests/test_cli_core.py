@@ -8,7 +8,6 @@ import time
 import h5py
 import numpy as np
 import pytest
-
 from conftest import kdp_cmd
 
 TINY = {"model": {"mlp_hidden": 64, "mlp_layers": 2}, "data": {"horizon": 8},

@@ -1,0 +1,188 @@
+"""Click commands of the serial bridge, to be registered on the ``kdp-edge`` group::
+
+    from firmware_bridge.cli import register
+    register(main)        # adds `virtual-controller` and `serial-probe`
+
+Also runnable alone: ``python -m firmware_bridge.cli --help``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any
+
+import click
+
+from .errors import LinkError
+from .link import DEFAULT_BAUD, SerialLink
+from .protocol import StateFlags, fw_version_str
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from e
+
+
+def _make_plant(name: str, axes: int) -> Any:
+    if name == "integrator":
+        from .plants import IntegratorPlant
+
+        return IntegratorPlant(axes=axes)
+    try:
+        from kdp_edge.sim import PointMazePlant  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise click.ClickException(
+            f"plant 'pointmaze' needs kdp_edge.sim ({e}); install the simulator extras: pip install 'kdp-edge[sim]'"
+        ) from e
+    return PointMazePlant()
+
+
+@click.command("virtual-controller")
+@click.option("--plant", "plant_name", type=click.Choice(["integrator", "pointmaze"]), default="integrator",
+              show_default=True, help="Plant behind the controller.")
+@click.option("--impl", type=click.Choice(["python", "c"]), default="python", show_default=True,
+              help="Python virtual robot, or the C reference firmware built with gcc (integrator only).")
+@click.option("--rate", type=float, default=50.0, show_default=True, help="STATE rate, Hz.")
+@click.option("--axes", type=int, default=2, show_default=True, help="Integrator axes (action_dim; state_dim = 2*axes).")
+@click.option("--max-valid-ms", type=int, default=500, show_default=True, help="Watchdog cap on valid_for_ms.")
+@click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Injected link latency (received frames).")
+@click.option("--state-scale", default="1", show_default=True, help="Raw state = scale*x + offset (one or per-dim).")
+@click.option("--state-offset", default="0", show_default=True)
+@click.option("--action-scale", default="1", show_default=True, help="Plant action = (cmd - offset)/scale.")
+@click.option("--action-offset", default="0", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Plant reset seed (python impl).")
+@click.option("--duration", type=float, default=0.0, help="Stop after this many seconds (0 = until Ctrl-C).")
+def virtual_controller(plant_name: str, impl: str, rate: float, axes: int, max_valid_ms: int, latency_ms: float,
+                       state_scale: str, state_offset: str, action_scale: str, action_offset: str, seed: int,
+                       duration: float) -> None:
+    """Serve the kdp protocol on a pseudo-terminal. Prints `PTY <path>` (give it to --port) first."""
+    if impl == "c":
+        if plant_name != "integrator":
+            raise click.ClickException("--impl c only has the integrator plant")
+        _run_c(rate, axes, max_valid_ms, latency_ms, state_scale, state_offset, action_scale, action_offset, duration)
+        return
+    from .virtual_robot import start_virtual_robot
+
+    plant = _make_plant(plant_name, axes)
+    robot = start_virtual_robot(
+        plant, rate, seed=seed, max_valid_for_ms=max_valid_ms, latency_ms=latency_ms,
+        state_scale=_floats(state_scale), state_offset=_floats(state_offset),
+        action_scale=_floats(action_scale), action_offset=_floats(action_offset),
+    )
+    click.echo(f"PTY {robot.port}")
+    sys.stdout.flush()
+    click.echo(f"virtual controller ({plant_name}, state_dim={plant.state_dim}, action_dim={plant.action_dim}, "
+               f"{rate:g} Hz) on {robot.port} -> {robot.pty_path}; Ctrl-C to stop", err=True)
+    try:
+        t_end = time.monotonic() + duration if duration > 0 else None
+        while t_end is None or time.monotonic() < t_end:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stats = robot.stats
+        robot.close()
+        click.echo("stats " + json.dumps(stats, sort_keys=True), err=True)
+
+
+def _run_c(rate: float, axes: int, max_valid_ms: int, latency_ms: float, state_scale: str, state_offset: str,
+           action_scale: str, action_offset: str, duration: float) -> None:
+    from .cbuild import CVirtualController, build_firmware
+
+    build_dir = os.path.join(tempfile.gettempdir(), f"kdp-firmware-{os.getuid()}")
+    try:
+        out = build_firmware(build_dir)
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from e
+    args = ["--rate", str(rate), "--state-dim", str(2 * axes), "--action-dim", str(axes),
+            "--max-valid-ms", str(max_valid_ms), "--latency-ms", str(latency_ms),
+            "--state-scale", state_scale, "--state-offset", state_offset,
+            "--action-scale", action_scale, "--action-offset", action_offset]
+    if duration > 0:
+        args += ["--duration", str(duration)]
+    vc = CVirtualController(out / "virtual_controller", *args)
+    click.echo(f"PTY {vc.port}")
+    sys.stdout.flush()
+    try:
+        vc.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        vc.close()
+        click.echo(vc.stats_line, err=True)
+
+
+@click.command("serial-probe")
+@click.option("--port", required=True, help="Device or pyserial URL (/dev/ttyACM0, /dev/pts/5, socket://h:p).")
+@click.option("--baud", type=int, default=DEFAULT_BAUD, show_default=True)
+@click.option("--states", "n_states", type=int, default=5, show_default=True, help="How many STATEs to print.")
+@click.option("--timeout", type=float, default=2.0, show_default=True, help="Seconds to wait for HELLO / each STATE.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def serial_probe(port: str, baud: int, n_states: int, timeout: float, as_json: bool) -> None:
+    """HELLO a controller, print its capabilities, a few states and the link statistics."""
+    try:
+        link = SerialLink(port, baud, stop_on_close=False, reconnect=False, no_frames_timeout_s=timeout)
+    except LinkError as e:
+        raise click.ClickException(str(e)) from e
+    report: dict[str, Any] = {"port": port, "baud": baud}
+    try:
+        t0 = time.monotonic()
+        caps = link.hello(timeout)
+        report["hello_s"] = round(time.monotonic() - t0, 4)
+        report["caps"] = {
+            "boot_id": f"0x{caps.boot_id:08x}", "fw_name": caps.fw_name, "fw_version": fw_version_str(caps.fw_version),
+            "fw_signature": f"0x{caps.fw_signature:08x}", "protocol": caps.proto_version,
+            "state_dim": caps.state_dim, "action_dim": caps.action_dim,
+            "action_min": list(caps.action_min), "action_max": list(caps.action_max),
+            "state_period_us": caps.state_period_us, "max_valid_for_ms": caps.max_valid_for_ms,
+        }
+        states = []
+        for _ in range(n_states):
+            s = link.read_state(timeout)
+            if s is None:
+                break
+            states.append({"seq": s.seq, "t_us": s.timestamp_us, "flags": [f.name for f in StateFlags if s.flags & f],
+                           "values": [round(v, 6) for v in s.values]})
+        report["states"] = states
+        rtt = link.ping(timeout)
+        report["rtt_ms"] = None if rtt is None else round(rtt * 1e3, 3)
+    except LinkError as e:
+        link.close()
+        raise click.ClickException(str(e)) from e
+    report["stats"] = {k: v for k, v in link.stats.items() if v}
+    link.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    c = report["caps"]
+    click.echo(f"controller on {port} @ {baud} baud (HELLO in {report['hello_s'] * 1e3:.1f} ms)")
+    for k in ("fw_name", "fw_version", "fw_signature", "boot_id", "protocol", "state_dim", "action_dim",
+              "action_min", "action_max", "state_period_us", "max_valid_for_ms"):
+        click.echo(f"  {k:18s} {c[k]}")
+    for s in report["states"]:
+        click.echo(f"  STATE seq={s['seq']} t={s['t_us']}us flags={','.join(s['flags']) or '-'} {s['values']}")
+    click.echo(f"  heartbeat rtt      {report['rtt_ms']} ms")
+    click.echo("  link stats         " + ", ".join(f"{k}={v}" for k, v in sorted(report["stats"].items())))
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group`` (the ``kdp-edge`` CLI)."""
+    group.add_command(virtual_controller)
+    group.add_command(serial_probe)
+
+
+@click.group()
+def cli() -> None:
+    """kdp-edge serial bridge tools."""
+
+
+register(cli)
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

@@ -1,0 +1,196 @@
+"""The C reference firmware: unit tests, byte-exact interop with protocol.py, the virtual
+controller over a real pty driven by the Python host, and the Arduino sketch on a host shim."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+
+import pytest
+
+from firmware_bridge import protocol as P
+from firmware_bridge.cbuild import CVirtualController, build_firmware, toolchain_missing
+from firmware_bridge.link import SerialLink
+
+pytestmark = pytest.mark.skipif(toolchain_missing() is not None, reason=f"C toolchain: {toolchain_missing()}")
+
+RATE = 100.0
+PERIOD = 1.0 / RATE
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    return build_firmware(tmp_path_factory.mktemp("fw"), targets=("all",))
+
+
+@pytest.fixture
+def vc(build):
+    c = CVirtualController(build / "virtual_controller", "--rate", str(RATE), "--max-valid-ms", "500")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def link(vc):
+    lk = SerialLink(vc.port)
+    lk.hello(2.0)
+    yield lk
+    lk.close()
+
+
+def test_c_unit_tests_pass(build):
+    proc = subprocess.run([str(build / "test_proto")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    passed, failed = [int(w) for w in proc.stdout.split() if w.isdigit()][:2]
+    assert passed >= 70 and failed == 0
+
+
+def _python_vectors() -> dict[str, P.Message]:
+    """The messages test_proto.c --vectors builds (same seqs: one writer, in order)."""
+    state64 = tuple((i + 1) * 1.25 for i in range(64))
+    return {
+        "hello_req": P.HelloReq(0xA1B2C3D4, seq=0, timestamp_us=1000),
+        "hello": P.Hello(0xA1B2C3D4, 0x01020304, 0x000102, 0xFEEDFACE, 20000, 4, (-1.0, -2.5), (1.0, 2.5), 500,
+                         "kdp-vc", seq=1, timestamp_us=2000),
+        "state": P.State(0x01020304, int(P.StateFlags.WATCHDOG_TRIPPED | P.StateFlags.SATURATED), 17,
+                         (1.5, -0.25, 0.0, 1e6), seq=2, timestamp_us=0xFFFFFFFF),
+        "state64": P.State(0x01020304, int(P.StateFlags.WATCHDOG_TRIPPED | P.StateFlags.SATURATED), 17, state64,
+                           seq=3, timestamp_us=3000),
+        "action": P.Action(2, 100, (0.5, -0.75), seq=4, timestamp_us=4000),
+        "heartbeat": P.Heartbeat(7, 8, True, seq=5, timestamp_us=5000),
+        "fault": P.Fault(P.FaultCode.WATCHDOG, "expired", seq=6, timestamp_us=6000),
+        "estop": P.Estop(P.FaultCode.OVERCURRENT, "", seq=7, timestamp_us=7000),
+        "stop": P.Stop(6, seq=8, timestamp_us=8000),
+        "reset": P.ResetNotice(0x0BADF00D, P.ResetCause.WATCHDOG, seq=9, timestamp_us=9000),
+    }
+
+
+def test_c_and_python_encode_identical_bytes(build):
+    out = subprocess.run([str(build / "test_proto"), "--vectors"], capture_output=True, text=True, timeout=30).stdout
+    c_frames = dict(line.split() for line in out.strip().splitlines())
+    py = _python_vectors()
+    assert set(c_frames) == set(py)
+    for name, msg in py.items():
+        assert bytes.fromhex(c_frames[name]) == P.encode(msg), name
+        assert P.decode(bytes.fromhex(c_frames[name])) == msg
+
+
+def test_c_parser_agrees_with_python_decoder_on_corrupted_streams(build):
+    rng = random.Random(1234)
+    msgs = list(_python_vectors().values())
+    stream = bytearray()
+    for i in range(400):
+        wire = bytearray(P.encode(msgs[i % len(msgs)]))
+        op = rng.random()
+        if op < 0.15:
+            wire[rng.randrange(len(wire) - 1)] ^= 1 << rng.randrange(8)
+        elif op < 0.25:
+            wire = wire[: rng.randrange(1, len(wire))]
+        elif op < 0.30:
+            wire = bytearray(rng.getrandbits(8) for _ in range(rng.randrange(1, 400))) + wire
+        elif op < 0.33:
+            wire[-1] = 0x55  # lost delimiter
+        stream += wire
+    proc = subprocess.run([str(build / "test_proto"), "--parse"], input=stream.hex(), capture_output=True, text=True,
+                          timeout=60)
+    lines = proc.stdout.strip().splitlines()
+    c_frames = [tuple(ln.split()) for ln in lines[:-1]]
+    c_stats = dict(kv.split("=") for kv in lines[-1].split()[1:])
+    dec = P.FrameDecoder()
+    py = dec.feed(bytes(stream))
+    py_frames = [(str(int(m.TYPE)), str(m.seq), str(m.timestamp_us), m.payload().hex()) for m in py]
+    assert c_frames == py_frames
+    s = dec.stats
+    assert int(c_stats["ok"]) == s.frames_ok > 200
+    assert int(c_stats["crc"]) == s.crc_errors and int(c_stats["malformed"]) == s.malformed
+    assert int(c_stats["oversize"]) == s.oversize and int(c_stats["resyncs"]) == s.resyncs > 20
+
+
+def test_hello_and_state_stream(vc, link):
+    caps = link.caps
+    assert (caps.state_dim, caps.action_dim) == (4, 2)
+    assert caps.fw_name.startswith("kdp-virtual-controller") and caps.max_valid_for_ms == 500
+    assert caps.state_period_us == 10_000
+    t0, n, last = time.monotonic(), 0, None
+    while time.monotonic() - t0 < 0.5:
+        s = link.read_state(0.05)
+        if s is not None:
+            assert last is None or s.seq > last
+            last, n = s.seq, n + 1
+    assert 35 <= n <= 60
+    assert link.stats["rx_crc_errors"] == 0
+
+
+def _drive(link, seconds, action, valid_for_ms=100):
+    last, t_end = None, time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        s = link.read_state(0.05)
+        if s is not None:
+            last = s
+            link.send_action(action, valid_for_ms, s.seq)
+    return last
+
+
+def test_action_applied_in_commanded_direction(vc, link):
+    s = _drive(link, 0.4, (1.0, -0.5))
+    x, y, vx, vy = s.values
+    assert vx > 0.2 and vy < -0.1 and x > 0 and y < 0 and abs(vx) > abs(vy)
+    assert s.has(P.StateFlags.ACTIVE) and s.last_action_seq > 0
+    s2 = _drive(link, 0.1, (5.0, 0.0))  # out of limits: host clips (and the controller would too)
+    assert link.stats["actions_clipped"] >= 1 and s2.values[2] > s.values[2]
+
+
+def test_watchdog_trips_after_host_goes_quiet(vc, link):
+    _drive(link, 0.2, (1.0, 1.0), valid_for_ms=100)
+    t_last = time.monotonic()  # no more actions from here on
+    t_trip, v_trip = None, None
+    while time.monotonic() - t_last < 1.0:
+        s = link.read_state(0.05)
+        if s is not None and s.has(P.StateFlags.WATCHDOG_TRIPPED):
+            t_trip, v_trip = time.monotonic() - t_last, s.values[2:]
+            break
+    assert t_trip is not None and t_trip <= 0.1 + PERIOD + 0.06
+    later = [link.read_state(0.1) for _ in range(3)][-1]
+    assert later.values[2:] == v_trip  # velocity frozen: outputs are zero
+    link.poll()
+    assert any(f.code == P.FaultCode.WATCHDOG for f in link.faults)
+
+
+def test_stop_zeroes_outputs(vc, link):
+    _drive(link, 0.2, (1.0, 1.0), valid_for_ms=400)
+    assert link.send_stop()
+    time.sleep(2 * PERIOD)
+    s1 = link.read_state(0.2)
+    s2 = [link.read_state(0.1) for _ in range(3)][-1]
+    assert s1.has(P.StateFlags.STOPPED) and not s1.has(P.StateFlags.ACTIVE)
+    assert s2.values[2:] == s1.values[2:] and s1.values[2] > 0
+    vc.close()
+    assert vc.stats()["stops"] == 1 and vc.stats()["actions_accepted"] >= 10
+
+
+def test_dims_scale_offset_options(build):
+    with CVirtualController(build / "virtual_controller", "--rate", "200", "--state-dim", "7", "--action-dim", "3",
+                            "--state-offset", "10", "--action-scale", "2", "--action-offset", "1") as c:
+        with SerialLink(c.port) as lk:
+            caps = lk.hello()
+            assert (caps.state_dim, caps.action_dim) == (7, 3)
+            assert caps.action_min == (-1.0,) * 3 and caps.action_max == (3.0,) * 3
+            s = lk.read_state(0.5)
+            assert s.values == (10.0,) * 7  # x = v = 0 plus the offset; entries past 2*action_dim are 0 + offset
+
+
+def test_arduino_sketch_on_host_shim(build):
+    """The sketch (compiled against a tiny Arduino.h shim) answers HELLO, drives PWM from an ACTION
+    and its watchdog zeroes the PWM (asserted inside sketch_host); its bytes decode in Python."""
+    build_firmware(build, targets=("sketch-check",))
+    proc = subprocess.run([str(build / "sketch_host")], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and "0 failed" in proc.stderr, proc.stderr
+    dec = P.FrameDecoder()
+    msgs = dec.feed(bytes.fromhex(proc.stdout.strip()))
+    assert dec.stats.rejected == 0
+    kinds = [type(m).__name__ for m in msgs]
+    assert kinds[:2] == ["ResetNotice", "Hello"] and kinds.count("State") >= 28
+    states = [m for m in msgs if isinstance(m, P.State)]
+    assert states[-1].has(P.StateFlags.WATCHDOG_TRIPPED)
+    assert any(s.has(P.StateFlags.ACTIVE) for s in states)
