@@ -11,7 +11,6 @@ All files are written atomically, so an interrupted run always has a loadable ch
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,14 +60,6 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     return atomic_write(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass
 class LoadedRun:
     run_dir: Path
@@ -85,10 +76,6 @@ class LoadedRun:
         key = "ema" if ema and "ema" in self.state else "model"
         model.load_state_dict(self.state[key])
         return model.eval()
-
-    @property
-    def checkpoint_sha256(self) -> str:
-        return file_sha256(self.run_dir / CHECKPOINT)
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:

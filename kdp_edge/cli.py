@@ -89,8 +89,9 @@ def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, 
 
     if key is not None and key not in KEY_KINDS:
         raise click.BadParameter(f"unknown key '{key}'; choose one of {', '.join(KEY_KINDS)}", param_hint="--key")
-    if resume:
-        base = load_run(out).cfg.to_dict()
+    prior = load_run(out) if resume else None
+    if prior is not None:
+        base = prior.cfg.to_dict()
     else:
         if (Path(out) / "checkpoint.pt").exists():
             raise KDPError(f"{out} already holds a run; use --resume to continue it or choose another --out")
@@ -112,7 +113,7 @@ def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, 
         if val is not None:
             over[name] = val
     cfg = TrainConfig.from_dict(merge(base, over))
-    Trainer(cfg, out, resume=resume, log=lambda m: click.echo(m, err=True)).run(progress=not quiet)
+    Trainer(cfg, out, prior=prior, log=lambda m: click.echo(m, err=True)).run(progress=not quiet)
 
 
 # ---- eval -----------------------------------------------------------------------------------------
@@ -162,24 +163,10 @@ def format_eval(report: dict) -> str:
 
 
 def main(argv=None) -> None:
-    _register_optional_commands()
+    from firmware_bridge.cli import register
+
+    register(cli)
     cli.main(args=argv, prog_name="kdp-edge")
-
-
-def _register_optional_commands() -> None:
-    """Commands of the sibling packages (export, firmware_bridge, ...) when they are present."""
-    import importlib
-
-    for mod_name in ("firmware_bridge.cli", "export.cli", "kdp_edge.runtime.cli", "kdp_edge.bench_cli"):
-        try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and mod_name.startswith(exc.name):
-                continue
-            raise
-        register = getattr(mod, "register", None)
-        if register is not None:
-            register(cli)
 
 
 if __name__ == "__main__":

@@ -57,16 +57,22 @@ def normalized_score(ret: np.ndarray, maze: str) -> np.ndarray:
     return 100.0 * (np.asarray(ret, dtype=np.float64) - p["ref_min"]) / (p["ref_max"] - p["ref_min"])
 
 
-def rollout(policy: Policy, proto: EvalProtocol, label: str = "", progress: bool = True,
-            record: Callable[[int, np.ndarray], None] | None = None) -> dict:
-    """Run ``proto.episodes`` episodes in lockstep; returns returns, scores and trajectories."""
+def make_sims(proto: EvalProtocol) -> list:
+    """One simulator per episode; ``rollout`` resets them, so several policies can share them."""
     from .sim import PointMazeSim
 
+    maze = Maze.named(proto.maze)
+    return [PointMazeSim(maze, seed=proto.seed + i) for i in range(proto.episodes)]
+
+
+def rollout(policy: Policy, proto: EvalProtocol, label: str = "", progress: bool = True,
+            record: Callable[[int, np.ndarray], None] | None = None, sims: list | None = None) -> dict:
+    """Run ``proto.episodes`` episodes in lockstep; returns returns, scores and trajectories."""
     p = D4RL_PROTOCOL[proto.maze]
     maze = Maze.named(proto.maze)
     goal = maze.cell_to_xy(p["goal_cell"])
     starts = episode_starts(maze, p["goal_cell"], proto.episodes, proto.seed)
-    sims = [PointMazeSim(maze, seed=proto.seed + i) for i in range(proto.episodes)]
+    sims = sims if sims is not None else make_sims(proto)
     obs = np.stack([s.reset(st, goal) for s, st in zip(sims, starts, strict=True)])
     goals = np.repeat(goal[None], proto.episodes, 0)
     horizon = p["horizon"]
@@ -186,7 +192,8 @@ def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str 
         if plot and t % 40 == 0 and policy.last_plans is not None:
             snapshots.append((t, obs.copy(), policy.last_plans[:4].copy(), policy.last_choice[:4].copy()))
 
-    res = rollout(policy, proto, "kdp", progress, record)
+    sims = make_sims(proto)
+    res = rollout(policy, proto, "kdp", progress, record, sims)
     goal = res["goal"]
     latency = plan_latency(policy, np.concatenate([res["starts"][0], [0, 0]]), goal)
     report = {
@@ -199,7 +206,7 @@ def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str 
     refs = {}
     if references:
         for name, pol in reference_policies(maze, proto.seed).items():
-            refs[name] = rollout(pol, proto, name, progress)
+            refs[name] = rollout(pol, proto, name, progress, sims=sims)
             report[name] = summarize(refs[name])
     if plot:
         from .plots import plot_rollouts

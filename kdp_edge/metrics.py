@@ -33,11 +33,6 @@ def staticness(plans: np.ndarray, data_windows: np.ndarray, pos_dims=(0, 1)) -> 
     return mean_step_length(plans, pos_dims) / max(data, 1e-9)
 
 
-def start_error(plans: np.ndarray, obs: np.ndarray, obs_dim: int) -> float:
-    """Mean distance between the plans' first state and the conditioning observation [B, O]."""
-    return float(np.linalg.norm(plans[:, :, 0, :obs_dim] - obs[:, None, :], axis=-1).mean())
-
-
 def percentiles_ms(times_s, qs=(50, 95, 99)) -> dict[str, float]:
     t = np.asarray(times_s, dtype=np.float64) * 1e3
     out = {f"p{q}_ms": float(np.percentile(t, q)) for q in qs}

@@ -20,9 +20,11 @@ def _plt():
 
 
 def draw_maze(ax, maze: Maze) -> None:
+    from matplotlib.patches import Rectangle
+
     for r, c in zip(*np.nonzero(maze.grid == 1), strict=True):
         x, y = maze.cell_to_xy((r, c))
-        ax.add_patch(_plt().Rectangle((x - 0.5, y - 0.5), 1, 1, color="0.25"))
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, color="0.25"))
     ax.set_xlim(-maze.cols / 2, maze.cols / 2)
     ax.set_ylim(-maze.rows / 2, maze.rows / 2)
     ax.set_aspect("equal")

@@ -60,12 +60,6 @@ class PointMazeSim:
         data = self._point.data
         return np.concatenate([data.qpos[:2], data.qvel[:2]]).astype(np.float64)
 
-    def qpos(self) -> np.ndarray:
-        return self._point.data.qpos[:2].copy()
-
-    def qvel(self) -> np.ndarray:
-        return self._point.data.qvel[:2].copy()
-
     def step(self, action: np.ndarray) -> np.ndarray:
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         self._point.do_simulation(action, self._point.frame_skip)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import RunInfo, load_run, save_checkpoint, save_run_files
+from .checkpoint import LoadedRun, RunInfo, save_checkpoint, save_run_files
 from .config import TrainConfig
 from .errors import ConfigError, KDPError
 from .fileio import append_jsonl
@@ -35,8 +35,10 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, log=print, trajectories=None):
-        """``trajectories`` (a :class:`~kdp_edge.windows.Trajectories`) replaces ``cfg.data.path``."""
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, prior: LoadedRun | None = None, log=print,
+                 trajectories=None):
+        """``prior``: the loaded run to resume (its weights, optimiser and RNG states are restored).
+        ``trajectories`` (a :class:`~kdp_edge.windows.Trajectories`) replaces ``cfg.data.path``."""
         import torch
 
         from .data.readers import load_trajectories
@@ -48,9 +50,6 @@ class Trainer:
         self.log = log
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        prior = load_run(self.out) if resume else None
-        if prior is not None:
-            self.cfg = cfg = prior.cfg if cfg is None else cfg
         if trajectories is not None:
             traj = trajectories
         elif not cfg.data.path:
@@ -89,6 +88,7 @@ class Trainer:
         # a fixed probe set for sample metrics
         probe_rng = np.random.default_rng(12345)
         self.probe = self.ws.starts[probe_rng.choice(len(self.ws), size=min(64, len(self.ws)), replace=False)]
+        self.probe_windows = self.ws.norm.denorm_window(self.ws.windows(self.probe))  # [64, H, D] raw
 
     # ---- one step -----------------------------------------------------------------------------
     def batch(self):
@@ -136,7 +136,7 @@ class Trainer:
                                 generator=torch.Generator().manual_seed(0))
             plans = self.ema(torch.from_numpy(np.repeat(obs, k, 0)), torch.from_numpy(np.repeat(goal, k, 0)), noise)
         plans = plans.numpy().reshape(len(obs), k, *plans.shape[1:])
-        data = ws.norm.denorm_window(ws.windows(self.probe))
+        data = self.probe_windows
         o = ws.traj.obs_dim
         pos_dims = self.cfg.drift.key.descriptor_dims
         jump_plan = np.linalg.norm(plans[:, :, 1, :o] - obs[:, None], axis=-1).mean()

@@ -41,8 +41,6 @@ def generate_pointmaze(cfg: PointMazeDataConfig, progress=None) -> dict[str, np.
     obs_buf = np.empty((n, 4), np.float32)
     act_buf = np.empty((n, 2), np.float32)
     goal_buf = np.empty((n, 2), np.float32)
-    qpos_buf = np.empty((n, 2), np.float32)
-    qvel_buf = np.empty((n, 2), np.float32)
     rew_buf = np.empty((n,), np.float32)
     start = sim.random_cell_xy(noise=cfg.goal_noise)
     goal = sim.random_cell_xy(exclude=tuple(sim.maze.xy_to_cell(start)), noise=cfg.goal_noise)
@@ -56,7 +54,6 @@ def generate_pointmaze(cfg: PointMazeDataConfig, progress=None) -> dict[str, np.
         if cfg.noise > 0:
             act = np.clip(act + rng.normal(0.0, cfg.noise, size=2), -1.0, 1.0)
         obs_buf[t], goal_buf[t], act_buf[t] = obs, goal, act
-        qpos_buf[t], qvel_buf[t] = obs[:2], obs[2:]
         obs = sim.step(act)
         rew_buf[t] = float(np.linalg.norm(obs[:2] - goal) <= 0.5)
         if progress is not None and (t + 1) % report_every == 0:
@@ -73,8 +70,8 @@ def generate_pointmaze(cfg: PointMazeDataConfig, progress=None) -> dict[str, np.
         "terminals": np.zeros(n, bool),
         "timeouts": timeouts,
         "infos/goal": goal_buf,
-        "infos/qpos": qpos_buf,
-        "infos/qvel": qvel_buf,
+        "infos/qpos": obs_buf[:, :2].copy(),  # the point mass's observation is [qpos, qvel]
+        "infos/qvel": obs_buf[:, 2:].copy(),
     }
 
 
