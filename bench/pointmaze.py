@@ -26,6 +26,20 @@ def kdp(*args: str) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+def merge_rows(path: Path, new_rows: list[dict]) -> list[dict]:
+    """Rows of an earlier invocation stay unless this one measured the same (maze, key, protocol)."""
+    if not path.exists():
+        return new_rows
+    old = json.loads(path.read_text())
+    old_rows = old.get("rows", [])
+    for r in old_rows:
+        r.setdefault("command", old.get("command", "?"))
+    fresh = {(r["maze"], r["key"], r["protocol"]) for r in new_rows}
+    kept = [r for r in old_rows if (r["maze"], r["key"], r["protocol"]) not in fresh]
+    order = {"umaze": 0, "medium": 1, "large": 2}
+    return sorted(kept + new_rows, key=lambda r: order.get(r["maze"], 9))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mazes", nargs="+", default=["umaze", "medium", "large"])
@@ -74,8 +88,12 @@ def main() -> None:
                     "protocol_text": rep["protocol_text"],
                 })
     cmd = "python bench/pointmaze.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    (out / "pointmaze.json").write_text(json.dumps({"command": cmd, "rows": rows}, indent=2))
-    lines = [f"Command: `{cmd}`", "",
+    for r in rows:
+        r["command"] = cmd
+    rows = merge_rows(out / "pointmaze.json", rows)
+    (out / "pointmaze.json").write_text(json.dumps({"rows": rows}, indent=2))
+    commands = list(dict.fromkeys(r.get("command", "?") for r in rows))
+    lines = ["Commands: " + "; ".join(f"`{c}`" for c in commands), "",
              "| maze | key | protocol | KDP score | success | expert | random | KDP / expert | diversity (m) | static-ness | params | plan p50 / p99 (ms) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -162,6 +162,30 @@ def format_eval(report: dict) -> str:
     return "\n".join(lines)
 
 
+# ---- export ---------------------------------------------------------------------------------------
+@cli.command("export")
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="bundle directory (replaced atomically)")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite", "all"]), default="onnx", show_default=True)
+@click.option("--quantize", type=click.Choice(["none", "int8", "dynamic"]), default="none", show_default=True,
+              help="int8: static QDQ with a calibration set; dynamic: int8 weights only (ONNX)")
+@click.option("--candidates", "-k", type=click.IntRange(min=1), default=16, show_default=True,
+              help="default candidate count K (TFLite files are exported for this K)")
+@click.option("--calib-samples", type=click.IntRange(min=8), default=256, show_default=True)
+@click.option("--rate", "control_rate_hz", type=click.FloatRange(min=1.0), default=50.0, show_default=True,
+              help="control rate the bundle is meant for (Hz)")
+@click.option("--force", is_flag=True, help="write the bundle even if int8 exceeds the error budget")
+@friendly_errors
+def export_cmd(run_dir, out, fmt, quantize, candidates, calib_samples, control_rate_hz, force) -> None:
+    """Export a trained run to a parity-checked bundle (ONNX / TFLite, fp32 / int8)."""
+    from export.pipeline import ExportOptions, export_bundle
+
+    formats = ["onnx", "tflite"] if fmt == "all" else [fmt]
+    opts = ExportOptions(formats=formats, quantize=quantize, candidates=candidates, calib_samples=calib_samples,
+                         control_rate_hz=control_rate_hz, force=force)
+    export_bundle(run_dir, out, opts, log=lambda m: click.echo(m, err=True))
+
+
 def main(argv=None) -> None:
     from firmware_bridge.cli import register
 

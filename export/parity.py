@@ -1,0 +1,83 @@
+"""Parity of an exported model against the PyTorch model it came from, on fixed seeds.
+
+Errors are in action units (raw, as the robot sees them) and relative to the action range:
+``first_action_rms_frac = rms(first action error) / (action_high - action_low)``, the number the
+int8 error budget is stated in. Ranking agreement: how often the exported model's windows, scored
+by the bundle's scorer, pick the same candidate as the torch model's windows on the same noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+Generate = Callable[[dict[str, np.ndarray]], np.ndarray]  # feeds -> windows [K, H, D]
+
+
+@dataclass
+class ParityReport:
+    conditions: int
+    candidates: int
+    max_abs: float  # max |window error| over every dim (raw units)
+    rms: float  # rms window error (raw units)
+    action_max_abs: float  # actions only, raw units
+    action_rms: float
+    first_action_rms: float  # first step's action (what is executed) rms error, raw units
+    first_action_rms_frac: float  # ... / action range
+    rel_max: float  # max |error| / max |reference|
+    ranking_agreement: float  # fraction of conditions where both pick the same candidate
+    top1_in_top3: float  # fraction where the exported choice is among torch's best three
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parity_inputs(manifest, conditions: list[tuple[np.ndarray, np.ndarray | None]], k: int, seed: int = 1234):
+    """Feeds for each condition: obs/goal repeated K times plus fixed-seed noise."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for obs, goal in conditions:
+        f = {"obs": np.repeat(np.asarray(obs, np.float32)[None], k, 0),
+             "noise": rng.standard_normal((k, manifest.horizon, manifest.window_dim), dtype=np.float32)}
+        if manifest.goal_dim:
+            f["goal"] = np.repeat(np.asarray(goal, np.float32)[None], k, 0)
+        feeds.append(f)
+    return feeds
+
+
+def compare(reference: Generate, exported: Generate, feeds: list[dict[str, np.ndarray]], manifest,
+            scorer=None) -> ParityReport:
+    """Run both on the same feeds and summarise the errors (see module docstring)."""
+    lo, hi = manifest.action_slice
+    rng_width = (np.asarray(manifest.action_high, np.float64) - np.asarray(manifest.action_low, np.float64)
+                 if manifest.action_low else np.ones(manifest.act_dim))
+    errs, act_errs, first_errs, refmax = [], [], [], 0.0
+    same, top3 = 0, 0
+    for f in feeds:
+        ref = np.asarray(reference(f), np.float64)
+        out = np.asarray(exported(f), np.float64)
+        e = out - ref
+        errs.append(e.reshape(-1))
+        act_errs.append(e[..., lo:hi].reshape(-1))
+        first_errs.append((e[:, 0, lo:hi] / rng_width).reshape(-1))
+        refmax = max(refmax, float(np.abs(ref).max()))
+        if scorer is not None:
+            goal = f.get("goal", np.zeros((1, 0)))[0]
+            s_ref, s_out = scorer(ref, goal), scorer(out, goal)
+            same += int(np.argmax(s_ref) == np.argmax(s_out))
+            top3 += int(np.argmax(s_out) in np.argsort(-s_ref)[:3])
+    e, a, fa = np.concatenate(errs), np.concatenate(act_errs), np.concatenate(first_errs)
+    n = len(feeds)
+    first_raw = np.concatenate([(fe * 1.0) for fe in first_errs]) * (float(np.mean(rng_width)))
+    return ParityReport(
+        conditions=n, candidates=len(feeds[0]["noise"]) if feeds else 0,
+        max_abs=float(np.abs(e).max()), rms=float(np.sqrt(np.mean(e ** 2))),
+        action_max_abs=float(np.abs(a).max()), action_rms=float(np.sqrt(np.mean(a ** 2))),
+        first_action_rms=float(np.sqrt(np.mean(first_raw ** 2))),
+        first_action_rms_frac=float(np.sqrt(np.mean(fa ** 2))),
+        rel_max=float(np.abs(e).max() / max(refmax, 1e-12)),
+        ranking_agreement=same / n if scorer is not None else float("nan"),
+        top1_in_top3=top3 / n if scorer is not None else float("nan"),
+    )
