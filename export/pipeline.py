@@ -50,6 +50,7 @@ def manifest_for_run(run, model, opts: ExportOptions, action_low=None, action_hi
         action_high=[float(x) for x in action_high] if action_high is not None else [],
         key=dict(run.cfg.drift.key.__dict__), scoring=ScoringSpec.for_env(info.env).to_dict(),
         default_candidates=opts.candidates, control_rate_hz=opts.control_rate_hz, protocol=opts.protocol,
+        step_dt_s=0.01 if info.env.startswith("pointmaze") else 0.0,  # PointMaze data: one mujoco step = 10 ms
         inputs=["obs", "goal", "noise"] if info.goal_dim else ["obs", "noise"],
         source_checkpoint={"run_dir": str(run.run_dir), "sha256": sha256_file(run.run_dir / "checkpoint.pt"),
                            "step": info.step, "weights": "EMA"},

@@ -171,8 +171,59 @@ def serial_probe(port: str, baud: int, n_states: int, timeout: float, as_json: b
     click.echo("  link stats         " + ", ".join(f"{k}={v}" for k, v in sorted(report["stats"].items())))
 
 
+@click.command("run")
+@click.argument("bundle", type=click.Path())
+@click.option("--port", required=True,
+              help="controller port: /dev/ttyUSB0, /dev/ttyACM0, socket://h:p, or sim://pointmaze-umaze (virtual robot)")
+@click.option("--baud", type=int, default=DEFAULT_BAUD, show_default=True)
+@click.option("--rate", type=click.FloatRange(min=1.0), default=None, help="control rate, Hz (default: the bundle's)")
+@click.option("--sync", type=click.Choice(["state", "timer"]), default="state", show_default=True,
+              help="state: each new STATE starts a cycle (lowest latency); timer: host-paced fixed rate")
+@click.option("--duration", type=click.FloatRange(min=0.0), default=None, help="stop after this many seconds")
+@click.option("--cycles", type=click.IntRange(min=1), default=None, help="stop after this many cycles")
+@click.option("--episodes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="sim:// only: D4RL-protocol episodes to run (when neither --duration nor --cycles is given)")
+@click.option("--goal", default=None, help="goal in observation units, comma-separated (sim: the maze's goal)")
+@click.option("--offset-ms", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="known actuation latency: execute the plan step due when the action takes effect")
+@click.option("--backend", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "int8", "int8-dynamic"]), default=None,
+              help="model precision (default: int8 when the bundle has it)")
+@click.option("--candidates", "-k", type=click.IntRange(min=1), default=None, help="K (default: the bundle's)")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None, help="per-cycle JSONL log")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False), default=None, help="summary JSON")
+@click.option("--slow-plan-ms", type=click.FloatRange(min=0.0), default=0.0, hidden=True,
+              help="testing: add this much time to every plan")
+def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, offset_ms, backend, precision,
+            candidates, threads, seed, log_path, summary_path, slow_plan_ms) -> None:
+    """Plan and stream actions to a motor controller; log timing per cycle (Ctrl-C stops cleanly)."""
+    from kdp_edge.errors import KDPError
+
+    from .run import RunOptions, format_summary, run, write_summary
+
+    opts = RunOptions(port=port, baud=baud, rate_hz=rate, sync=sync, duration_s=duration, cycles=cycles,
+                      episodes=episodes, goal=_floats(goal) if goal else None, offset_ms=offset_ms, backend=backend,
+                      precision=precision, candidates=candidates, threads=threads, seed=seed, log=log_path,
+                      slow_plan_ms=slow_plan_ms)
+    try:
+        summary = run(bundle, opts, log=lambda m: click.echo(m, err=True))
+    except (KDPError, LinkError) as e:
+        click.secho(f"error: {e}", fg="red", err=True)
+        raise SystemExit(2) from e
+    if summary_path:
+        write_summary(summary_path, summary)
+    click.echo(format_summary(summary))
+    if log_path:
+        click.echo(f"per-cycle log: {log_path}")
+    if summary["stopped_by"] not in ("end",):
+        raise SystemExit(130)
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group`` (the ``kdp-edge`` CLI)."""
+    group.add_command(run_cmd)
     group.add_command(virtual_controller)
     group.add_command(serial_probe)
 

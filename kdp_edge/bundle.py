@@ -83,6 +83,7 @@ class BundleManifest:
     scoring: dict[str, Any] = field(default_factory=dict)  # planning.ScoringSpec
     default_candidates: int = 16
     control_rate_hz: float = 50.0
+    step_dt_s: float = 0.0  # seconds between window steps (the data's rate); 0: one control period
     protocol: str = "own-actions"  # how the runtime turns the chosen plan into an action
     lookahead: int = 8  # tracker protocol only
     inputs: list[str] = field(default_factory=lambda: ["obs", "goal", "noise"])

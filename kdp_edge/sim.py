@@ -92,25 +92,31 @@ class PointMazePlant:
         self.goal_radius = GOAL_RADIUS
         self._state = np.zeros(4)
         self.hits = 0
-        self.steps = 0
+        self.steps = 0  # simulator steps since reset
+        self.next_start: np.ndarray | None = None
+        self.horizon: int | None = None  # count rewards only for this many simulator steps per episode
 
     def reset(self, seed: int | None = None) -> np.ndarray:
+        """New episode: ``next_start`` (x, y) if set (consumed), else a random free cell."""
         if seed is not None:
             self.sim.rng = np.random.default_rng(seed)
         goal_cell = tuple(self.sim.maze.xy_to_cell(self.goal))
-        start = self.sim.random_cell_xy(exclude=goal_cell)
+        start = self.next_start if self.next_start is not None else self.sim.random_cell_xy(exclude=goal_cell)
+        self.next_start = None
         self._state = self.sim.reset(start, self.goal)
         self.hits = 0
         self.steps = 0
         return self._state.copy()
 
     def step(self, action: np.ndarray, dt: float) -> np.ndarray:
-        """Advance by ``dt`` seconds (whole simulator steps, at least one)."""
+        """Advance by ``dt`` seconds (whole simulator steps, at least one); rewards are counted per
+        simulator step, as in the D4RL protocol of ``kdp-edge eval``."""
         n = max(1, int(round(dt / self.sim.dt)))
         for _ in range(n):
             self._state = self.sim.step(action)
-        self.steps += 1
-        self.hits += int(np.linalg.norm(self._state[:2] - self.goal) <= self.goal_radius)
+            self.steps += 1
+            if self.horizon is None or self.steps <= self.horizon:
+                self.hits += int(np.linalg.norm(self._state[:2] - self.goal) <= self.goal_radius)
         return self._state.copy()
 
     def info(self) -> dict:

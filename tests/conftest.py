@@ -18,3 +18,27 @@ def cli_env():
 
 def kdp_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "kdp_edge.cli", *args]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, cli_env):
+    """A barely trained PointMaze UMaze run (20k data steps, 200 training steps, MLP default)."""
+    import subprocess
+
+    d = tmp_path_factory.mktemp("tiny")
+    data, run = d / "umaze.hdf5", d / "run"
+    subprocess.run(kdp_cmd("data", "pointmaze", "--maze", "umaze", "--steps", "20000", "--noise", "0.3",
+                           "--out", str(data)), check=True, env=cli_env, capture_output=True)
+    subprocess.run(kdp_cmd("train", "--data", str(data), "--out", str(run), "--steps", "200", "--threads", "1",
+                           "--quiet"), check=True, env=cli_env, capture_output=True)
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_run, cli_env):
+    """fp32 ONNX bundle of :func:`tiny_run`."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
+    subprocess.run(kdp_cmd("export", str(tiny_run), "--out", str(out)), check=True, env=cli_env, capture_output=True)
+    return out

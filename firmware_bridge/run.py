@@ -1,0 +1,304 @@
+"""``kdp-edge run``: the planner in closed loop with a motor controller over the serial protocol.
+
+    kdp-edge run BUNDLE --port /dev/ttyUSB0 --goal 1,1 --log run.jsonl     # a real controller
+    kdp-edge run BUNDLE --port sim://pointmaze-umaze --episodes 5           # the virtual robot
+
+``sim://pointmaze-<maze>`` starts the virtual robot (PointMaze physics from the ``sim`` extra,
+served on a pseudo-terminal, same protocol and watchdog as the firmware) in this process and
+connects to its pty like to any serial port; the STATE rate is ``--rate``. In sim, episodes follow
+the D4RL protocol of ``kdp-edge eval`` (goal cell, horizon in simulator steps, reward radius), so
+the serial path's score can be compared with direct evaluation.
+
+Every cycle is one JSON line in ``--log`` (see :class:`kdp_edge.runtime.loop.CycleRecord`); the
+summary (latency percentiles, deadline misses, link errors, success in sim) is printed at the end
+and written to ``--summary``. Ctrl-C (SIGINT) or SIGTERM sends STOP and closes the port cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+from kdp_edge.errors import KDPError
+from kdp_edge.runtime.loop import ControlLoop, CycleRecord, LoopConfig, Observation
+
+from .link import DEFAULT_BAUD, SerialLink
+
+
+class RunError(KDPError):
+    pass
+
+
+class SerialLoopIO:
+    """:class:`~kdp_edge.runtime.loop.LoopIO` over a :class:`SerialLink` (monotonic clock)."""
+
+    def __init__(self, link: SerialLink):
+        self.link = link
+
+    def read_observation(self, timeout: float) -> Observation | None:
+        s = self.link.read_state(timeout)
+        if s is None:
+            return None
+        t_rx = self.link.latest_state_rx_time
+        return Observation(np.asarray(s.values, np.float32), s.seq, t_rx if t_rx is not None else time.monotonic(),
+                           s.flags)
+
+    def send_action(self, action: np.ndarray, obs: Observation, valid_for_ms: int) -> bool:
+        return self.link.send_action(action, valid_for_ms=valid_for_ms, state_seq=obs.seq)
+
+    def send_stop(self) -> None:
+        self.link.send_stop()
+
+
+@dataclass
+class SimTarget:
+    """A virtual robot started for a ``sim://`` port."""
+
+    env: str
+    robot: Any  # VirtualRobot
+    plant: Any  # PointMazePlant
+    horizon: int  # simulator steps per episode (D4RL protocol)
+    starts: np.ndarray  # [episodes, 2] start positions (same as kdp-edge eval with the same seed)
+    goal: np.ndarray
+
+
+def parse_sim_port(port: str) -> tuple[str, dict[str, str]] | None:
+    """``sim://pointmaze-umaze?latency_ms=2`` -> ("pointmaze-umaze", {"latency_ms": "2"}); None if not sim."""
+    if not port.startswith("sim://"):
+        return None
+    u = urlparse(port)
+    env = (u.netloc + u.path).strip("/")
+    return env, {k: v[-1] for k, v in parse_qs(u.query).items()}
+
+
+def start_sim(port: str, rate_hz: float, episodes: int, seed: int) -> SimTarget:
+    from kdp_edge.errors import require
+
+    env, opts = parse_sim_port(port)
+    mazes = ("umaze", "medium", "large")
+    if not env.startswith("pointmaze-") or env.removeprefix("pointmaze-") not in mazes:
+        raise RunError(f"unknown simulated robot '{env}' in {port}: use sim://pointmaze-umaze, "
+                       "sim://pointmaze-medium or sim://pointmaze-large")
+    require("mujoco", "sim", "the simulated robot (sim:// ports)")
+    from kdp_edge.evaluate import episode_starts
+    from kdp_edge.mazes import D4RL_PROTOCOL, Maze
+    from kdp_edge.sim import PointMazePlant
+
+    from .virtual_robot import start_virtual_robot
+
+    maze = env.removeprefix("pointmaze-")
+    p = D4RL_PROTOCOL[maze]
+    starts = episode_starts(Maze.named(maze), p["goal_cell"], episodes, seed)
+    plant = PointMazePlant(maze, seed=seed)
+    plant.horizon = p["horizon"]
+    robot = start_virtual_robot(plant, rate_hz=rate_hz, seed=seed, latency_ms=float(opts.get("latency_ms", 0)),
+                                max_valid_for_ms=int(opts.get("max_valid_ms", 500)))
+    return SimTarget(env, robot, plant, p["horizon"], starts, plant.goal.copy())
+
+
+@dataclass
+class RunOptions:
+    port: str
+    baud: int = DEFAULT_BAUD
+    rate_hz: float | None = None  # None: the bundle's control rate
+    sync: str = "state"
+    duration_s: float | None = None
+    cycles: int | None = None
+    episodes: int = 1  # sim only
+    goal: list[float] | None = None
+    offset_ms: float = 0.0
+    deadline_frac: float = 1.0
+    backend: str = "onnx"
+    precision: str | None = None
+    candidates: int | None = None
+    threads: int = 1
+    seed: int = 0
+    log: str | None = None
+    hello_timeout: float = 3.0
+    slow_plan_ms: float = 0.0  # testing: add this much time to every plan (deadline-miss drills)
+    extra: dict = field(default_factory=dict)
+
+
+class _SlowPlanner:
+    """Wraps a planner and sleeps ``ms`` in every plan (to exercise the fallback path)."""
+
+    def __init__(self, inner, ms: float):
+        self.inner, self.ms = inner, ms
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def plan(self, obs, goal=None, noise=None):
+        p = self.inner.plan(obs, goal, noise)
+        time.sleep(self.ms / 1e3)
+        return p
+
+
+class JsonlLog:
+    """Per-cycle JSON lines, flushed every ``flush_every`` lines (and at close)."""
+
+    def __init__(self, path: str | None, flush_every: int = 50):
+        self.fh = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+        self.n, self.flush_every = 0, flush_every
+
+    def write(self, rec: dict) -> None:
+        if self.fh is None:
+            return
+        self.fh.write(json.dumps(rec) + "\n")
+        self.n += 1
+        if self.n % self.flush_every == 0:
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+def run(bundle: str, opts: RunOptions, log=print) -> dict:
+    """Run the closed loop; returns the summary (see module docstring)."""
+    from kdp_edge.runtime import Planner
+
+    planner = Planner.load(bundle, backend=opts.backend, precision=opts.precision, threads=opts.threads,
+                           candidates=opts.candidates, seed=opts.seed)
+    m = planner.manifest
+    if opts.slow_plan_ms > 0:
+        planner = _SlowPlanner(planner, opts.slow_plan_ms)
+    rate = opts.rate_hz or m.control_rate_hz
+    stop = {"signal": None}
+
+    def _on_signal(signum, _frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    with ExitStack() as stack:
+        sim = None
+        port = opts.port
+        if parse_sim_port(port) is not None:
+            sim = start_sim(port, rate, max(1, opts.episodes), opts.seed)
+            stack.callback(sim.robot.close)
+            port = sim.robot.port
+            log(f"virtual robot {sim.env} on {port} ({rate:g} Hz STATE, watchdog as the firmware)")
+        link = SerialLink(port, opts.baud, stop_on_close=True)
+        stack.callback(link.close)
+        caps = link.hello(opts.hello_timeout)
+        if caps.state_dim != m.obs_dim or caps.action_dim != m.act_dim:
+            raise RunError(f"controller on {opts.port} has state_dim {caps.state_dim} / action_dim {caps.action_dim}, "
+                           f"the bundle expects {m.obs_dim} / {m.act_dim}: wrong bundle for this robot, or map the "
+                           "robot's units with a calibration file")
+        if sim is not None:  # the first episode starts now, not when the robot was started
+            sim.plant.next_start = sim.starts[0]
+            sim.robot.reset_plant()
+        goal = np.asarray(opts.goal, np.float32) if opts.goal else (sim.goal.astype(np.float32) if sim else None)
+        if m.goal_dim and (goal is None or len(goal) != m.goal_dim):
+            raise RunError(f"the bundle is goal-conditioned ({m.goal_dim} goal values): pass --goal "
+                           + ",".join(["X"] * m.goal_dim))
+        cfg = LoopConfig(rate_hz=rate, sync=opts.sync, offset_s=opts.offset_ms / 1e3, deadline_frac=opts.deadline_frac)
+        jl = JsonlLog(opts.log)
+        stack.callback(jl.close)
+        episode = {"i": 0, "t0": time.monotonic()}
+        episodes: list[dict] = []
+
+        def on_cycle(rec: CycleRecord) -> None:
+            d = rec.to_dict()
+            if sim is not None:
+                d["episode"] = episode["i"]
+            jl.write(d)
+
+        rx_keys = ("rx_crc_errors", "rx_malformed", "rx_resyncs", "rx_bytes_discarded", "states_dropped_stale",
+                   "states_out_of_order", "states_duplicate", "states_nonfinite", "controller_resets",
+                   "actions_refused_stale", "disconnects", "reconnects", "write_timeouts", "watchdog_trips_seen")
+        link_stats = lambda: {k: v for k, v in link.stats.items() if k in rx_keys and v}  # noqa: E731
+        loop = ControlLoop(planner, SerialLoopIO(link), cfg, goal, on_cycle, link_stats)
+        old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        stack.callback(lambda: [signal.signal(s, h) for s, h in old.items()])
+        log(f"planning with {planner.describe()} at {rate:g} Hz ({opts.sync} sync); Ctrl-C stops")
+        t_end = None if opts.duration_s is None else time.monotonic() + opts.duration_s
+        while stop["signal"] is None:
+            if opts.cycles is not None and loop.cycle >= opts.cycles:
+                break
+            if t_end is not None and time.monotonic() >= t_end:
+                break
+            loop.step()
+            if sim is not None and sim.plant.steps >= sim.horizon:
+                episodes.append(episode_result(sim, episode["i"]))
+                log(f"episode {episode['i']}: score {episodes[-1]['normalized_score']:.1f}, "
+                    f"success {episodes[-1]['success']}")
+                episode["i"] += 1
+                if episode["i"] >= opts.episodes and opts.duration_s is None and opts.cycles is None:
+                    break
+                sim.plant.next_start = sim.starts[episode["i"] % len(sim.starts)]
+                sim.robot.reset_plant()
+                loop.newest = None  # plans of the previous episode are not a fallback for this one
+        link.send_stop()
+        summary = loop.summary()
+        summary["link"] = {k: v for k, v in link.stats.items() if k != "connected"}
+        summary["stopped_by"] = stop["signal"] or "end"
+        summary["bundle"] = {"path": str(bundle), "model": planner.describe(), "backend": opts.backend}
+        summary["port"] = opts.port
+        if sim is not None:
+            summary["sim"] = sim_summary(sim, episodes)
+        return summary
+
+
+def episode_result(sim: SimTarget, i: int) -> dict:
+    from kdp_edge.evaluate import normalized_score
+
+    hits = sim.plant.hits
+    return {"episode": i, "return": hits, "success": hits > 0,
+            "normalized_score": float(normalized_score(np.array([hits]), sim.env.removeprefix("pointmaze-"))[0]),
+            "start": sim.starts[i % len(sim.starts)].tolist()}
+
+
+def sim_summary(sim: SimTarget, episodes: list[dict]) -> dict:
+    out: dict[str, Any] = {"env": sim.env, "episodes": len(episodes), "horizon_sim_steps": sim.horizon}
+    if episodes:
+        s = np.array([e["normalized_score"] for e in episodes])
+        out.update(normalized_score_mean=float(s.mean()),
+                   normalized_score_sem=float(s.std(ddof=1) / np.sqrt(len(s))) if len(s) > 1 else 0.0,
+                   success_rate=float(np.mean([e["success"] for e in episodes])), per_episode=episodes)
+    else:
+        out["note"] = "no episode finished (run longer: an episode is the D4RL horizon in simulator steps)"
+    return out
+
+
+def format_summary(s: dict) -> str:
+    c, link = s["counts"], s["link"]
+    pl, jt, tx = s.get("plan_ms", {}), s.get("jitter_ms", {}), s.get("tick_to_tx_ms", {})
+    f = lambda d, k: f"{d[k]:.2f}" if k in d else "-"  # noqa: E731
+    lines = [
+        f"run summary ({s['bundle']['model']}, {s['rate_hz']:g} Hz, {s['sync']} sync, stopped by {s['stopped_by']})",
+        "| metric | p50 | p99 | max |", "|---|---|---|---|",
+        f"| plan latency (ms) | {f(pl, 'p50_ms')} | {f(pl, 'p99_ms')} | {f(pl, 'max_ms')} |",
+        f"| loop jitter (ms) | {f(jt, 'p50_ms')} | {f(jt, 'p99_ms')} | {f(jt, 'max_ms')} |",
+        f"| cycle start to ACTION sent (ms) | {f(tx, 'p50_ms')} | {f(tx, 'p99_ms')} | {f(tx, 'max_ms')} |",
+        "",
+        f"cycles {c['cycles']}, plans {c['plans']}, actions sent {c['actions_sent']} "
+        f"(fallback {c['fallback_actions']}), deadline misses {c['deadline_misses']}, no state {c['no_obs']}, "
+        f"invalid state {c['invalid_obs']}, horizon exhausted {c['horizon_exhausted']}",
+        f"link: CRC errors {link.get('rx_crc_errors', 0)}, malformed {link.get('rx_malformed', 0)}, "
+        f"resyncs {link.get('rx_resyncs', 0)}, stale states dropped {link.get('states_dropped_stale', 0)}, "
+        f"controller resets {link.get('controller_resets', 0)}, reconnects {link.get('reconnects', 0)}, "
+        f"watchdog trips seen {link.get('watchdog_trips_seen', 0)}",
+    ]
+    if "sim" in s:
+        sm = s["sim"]
+        if sm.get("episodes"):
+            lines.append(f"sim {sm['env']}: {sm['episodes']} episodes, normalised score "
+                         f"{sm['normalized_score_mean']:.1f} ± {sm['normalized_score_sem']:.1f}, "
+                         f"success {100 * sm['success_rate']:.0f}%")
+        else:
+            lines.append(f"sim {sm['env']}: {sm['note']}")
+    return "\n".join(lines)
+
+
+def write_summary(path: str | Path, summary: dict) -> None:
+    from kdp_edge.fileio import atomic_write_json
+
+    atomic_write_json(path, summary)

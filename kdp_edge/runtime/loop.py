@@ -1,0 +1,261 @@
+"""The control loop: observe, plan, act at a fixed rate, with receding-horizon fallback.
+
+Each cycle:
+
+1. **Wait** for the cycle's start. ``sync="timer"``: host-paced fixed rate, sleeping until ~1 ms
+   before the tick and spinning on ``monotonic`` for the rest (precise to tens of microseconds).
+   ``sync="state"``: the controller's STATE stream paces the loop (each new observation starts a
+   cycle): the lowest latency when the controller streams at the control rate.
+2. **Observe**: the newest observation (values, its sequence number and host receive time).
+3. **Plan** with the :class:`~kdp_edge.runtime.planner.Planner` (one forward pass, K candidates).
+4. **Act**. The plan's step that is executed is the one planned for the moment the action takes
+   effect: ``round((now + offset_s - t_obs) / step_dt)`` steps after the observation
+   (``offset_s`` = known actuation latency). If the plan finished after the cycle's deadline
+   (``deadline_frac`` of the period after the cycle start), the cycle is a **deadline miss**: the
+   late plan is not executed as if it were fresh; instead the next due step of the newest plan is
+   executed, indexed by time since *its* observation (receding-horizon fallback). The action is
+   always tagged with the newest observation's sequence number, so the controller never acts on a
+   stale command; once the newest plan's horizon is exhausted, nothing is sent and the
+   controller's watchdog zeroes its outputs after ``valid_for_ms``.
+5. **Log** one :class:`CycleRecord` (host monotonic times in seconds, latencies in ms).
+
+Bad observations (counted as ``invalid_obs``): no new plan. With NaN/inf values nothing is sent
+(an action cannot be tagged with an invalid state; the controller keeps its last action until that
+action's valid-for time lapses, then its watchdog zeroes the outputs). A finite observation of the
+wrong size gets the fallback rule above. No new observation in a cycle (``no_obs``): fallback rule.
+
+The loop talks to the robot through a :class:`LoopIO` (the serial bridge provides one; tests use
+in-memory ones), so it imports nothing but numpy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from ..metrics import percentiles_ms
+from .planner import Plan, PlanInputError
+
+
+@dataclass
+class Observation:
+    values: np.ndarray  # raw observation [obs_dim]
+    seq: int  # controller sequence number (what an action must be tagged with)
+    t_rx: float  # host monotonic receive time, seconds (time.monotonic clock)
+    flags: int = 0
+
+
+class LoopIO(Protocol):
+    def read_observation(self, timeout: float) -> Observation | None:
+        """The newest observation not returned before, waiting up to ``timeout`` s; None if none."""
+
+    def send_action(self, action: np.ndarray, obs: Observation, valid_for_ms: int) -> bool:
+        """Send ``action`` tagged with ``obs.seq``; False if the link refused or failed."""
+
+    def send_stop(self) -> None: ...
+
+
+@dataclass
+class LoopConfig:
+    rate_hz: float = 50.0
+    sync: str = "timer"  # timer | state
+    offset_s: float = 0.0  # known actuation latency: execute the plan step due when the action lands
+    deadline_frac: float = 1.0  # plan must finish within this fraction of the period
+    valid_for_ms: int = 0  # ACTION valid-for; 0: three periods (the controller's watchdog)
+    spin_s: float = 0.001  # final part of the wait spent spinning instead of sleeping
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.rate_hz
+
+    def valid_ms(self) -> int:
+        return self.valid_for_ms or max(1, int(round(3000 * self.period_s)))
+
+
+@dataclass
+class CycleRecord:
+    """One control cycle (times: host ``monotonic`` seconds; latencies: ms)."""
+
+    cycle: int
+    t_tick: float  # scheduled start (timer) or state arrival (state sync)
+    t_state_rx: float | None
+    t_plan_start: float | None
+    t_plan_end: float | None
+    t_action_tx: float | None
+    seq: int | None
+    plan_ms: float | None
+    jitter_ms: float  # actual start - scheduled start
+    deadline_miss: bool
+    source: str  # plan | fallback | none
+    step_index: int | None  # which step of the executing plan
+    action: list[float] | None
+    sent: bool
+    event: str = ""  # "" or no_obs | invalid_obs | send_failed, "+horizon_exhausted" when no plan step was left
+    link: dict = field(default_factory=dict)  # link error counters (cumulative)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def wait_until(t: float, spin_s: float = 0.001) -> None:
+    """Sleep until ``spin_s`` before ``t`` (monotonic clock), then spin."""
+    while True:
+        dt = t - time.monotonic()
+        if dt <= 0:
+            return
+        if dt > spin_s:
+            time.sleep(dt - spin_s)
+
+
+class ControlLoop:
+    """Runs cycles of observe -> plan -> act (see module docstring)."""
+
+    def __init__(self, planner, io: LoopIO, cfg: LoopConfig, goal: np.ndarray | None = None,
+                 on_cycle: Callable[[CycleRecord], None] | None = None,
+                 link_stats: Callable[[], dict] | None = None):
+        self.planner, self.io, self.cfg = planner, io, cfg
+        self.goal = None if goal is None else np.asarray(goal, np.float32)
+        self.on_cycle = on_cycle
+        self.link_stats = link_stats
+        m = planner.manifest
+        self.step_dt = m.step_dt_s or cfg.period_s
+        self.act_slice = m.action_slice
+        self.horizon = m.horizon
+        self.cycle = 0
+        self.newest: tuple[Plan, Observation] | None = None  # newest plan and the observation it used
+        self.last_obs: Observation | None = None
+        self.counts = {"cycles": 0, "plans": 0, "deadline_misses": 0, "fallback_actions": 0, "no_obs": 0,
+                       "invalid_obs": 0, "horizon_exhausted": 0, "send_failed": 0, "actions_sent": 0,
+                       "ticks_skipped": 0}
+        self.plan_ms: list[float] = []
+        self.jitter_ms: list[float] = []
+        self.cycle_ms: list[float] = []  # tick to action sent
+        self._next_tick: float | None = None
+
+    # -- action choice -----------------------------------------------------------------------------
+    def step_index(self, t_obs: float, now: float) -> int:
+        return max(0, int(round((now + self.cfg.offset_s - t_obs) / self.step_dt)))
+
+    def fresh_action(self, plan: Plan, obs: Observation, now: float) -> tuple[np.ndarray, int]:
+        i = self.step_index(obs.t_rx, now)
+        if i == 0 or self.planner.manifest.protocol != "own-actions":
+            return plan.action, 0
+        return self.planner.clip(plan.step_action(i, self.act_slice)), i
+
+    def fallback_action(self, now: float) -> tuple[np.ndarray | None, int | None]:
+        if self.newest is None:
+            return None, None
+        plan, obs = self.newest
+        i = self.step_index(obs.t_rx, now)
+        if i >= self.horizon:
+            return None, i
+        return self.planner.clip(plan.step_action(i, self.act_slice)), i
+
+    # -- one cycle ---------------------------------------------------------------------------------
+    def _wait(self) -> tuple[float, Observation | None]:
+        cfg = self.cfg
+        if cfg.sync == "state":
+            obs = self.io.read_observation(timeout=3 * cfg.period_s)
+            t = obs.t_rx if obs is not None else time.monotonic()
+            return t, obs
+        now = time.monotonic()
+        if self._next_tick is None or now - self._next_tick > cfg.period_s:
+            if self._next_tick is not None:  # a whole period behind (an overrun): skip the lost ticks
+                self.counts["ticks_skipped"] += int((now - self._next_tick) / cfg.period_s)
+            self._next_tick = now
+        tick = self._next_tick
+        wait_until(tick, cfg.spin_s)
+        self._next_tick = tick + cfg.period_s
+        return tick, self.io.read_observation(timeout=0.0)
+
+    def step(self) -> CycleRecord:
+        cfg = self.cfg
+        tick, obs = self._wait()
+        t_start = time.monotonic()
+        jitter = 1e3 * (t_start - tick)
+        deadline = tick + cfg.deadline_frac * cfg.period_s
+        plan = None
+        t_ps = t_pe = plan_ms = None
+        event = ""
+        if obs is None:
+            event = "no_obs"
+            self.counts["no_obs"] += 1
+        else:
+            self.last_obs = obs
+            t_ps = time.monotonic()
+            try:
+                plan = self.planner.plan(obs.values, self.goal)
+            except PlanInputError:
+                event = "invalid_obs"
+                self.counts["invalid_obs"] += 1
+            t_pe = time.monotonic()
+            if plan is not None:
+                plan_ms = 1e3 * (t_pe - t_ps)
+                self.plan_ms.append(plan_ms)
+                self.counts["plans"] += 1
+        now = time.monotonic()
+        miss = plan is not None and now > deadline
+        if plan is not None and not miss:
+            action, idx = self.fresh_action(plan, obs, now)
+            source = "plan"
+            self.newest = (plan, obs)
+        else:
+            if miss:
+                self.counts["deadline_misses"] += 1
+            action, idx = self.fallback_action(now)
+            if plan is not None:  # late, but newer than the one we fall back on: next cycles use it
+                self.newest = (plan, obs)
+            source = "fallback" if action is not None else "none"
+            if action is None and self.newest is not None:
+                event = f"{event}+horizon_exhausted" if event else "horizon_exhausted"
+                self.counts["horizon_exhausted"] += 1
+        sent = False
+        t_tx = None
+        tag = obs if (obs is not None and event != "invalid_obs") else self.last_obs
+        if action is not None and tag is not None and np.isfinite(tag.values).all():
+            sent = self.io.send_action(action, tag, cfg.valid_ms())
+            t_tx = time.monotonic()
+            if sent:
+                self.counts["actions_sent"] += 1
+                self.counts["fallback_actions"] += int(source == "fallback")
+            else:
+                event = event or "send_failed"
+                self.counts["send_failed"] += 1
+        self.counts["cycles"] += 1
+        self.jitter_ms.append(jitter)
+        if t_tx is not None:
+            self.cycle_ms.append(1e3 * (t_tx - tick))
+        rec = CycleRecord(
+            cycle=self.cycle, t_tick=tick, t_state_rx=None if obs is None else obs.t_rx, t_plan_start=t_ps,
+            t_plan_end=t_pe, t_action_tx=t_tx, seq=None if obs is None else obs.seq, plan_ms=plan_ms,
+            jitter_ms=jitter, deadline_miss=miss, source=source, step_index=idx,
+            action=None if action is None else [float(a) for a in action], sent=sent, event=event,
+            link=self.link_stats() if self.link_stats else {},
+        )
+        self.cycle += 1
+        if self.on_cycle is not None:
+            self.on_cycle(rec)
+        return rec
+
+    def run(self, cycles: int | None = None, duration_s: float | None = None,
+            should_stop: Callable[[], bool] | None = None) -> dict:
+        """Run until ``cycles`` / ``duration_s`` / ``should_stop()``; returns :meth:`summary`."""
+        t_end = None if duration_s is None else time.monotonic() + duration_s
+        n = 0
+        while (cycles is None or n < cycles) and (t_end is None or time.monotonic() < t_end):
+            if should_stop is not None and should_stop():
+                break
+            self.step()
+            n += 1
+        return self.summary()
+
+    def summary(self) -> dict:
+        """Counts plus p50/p95/p99/max of plan latency, jitter and tick-to-send time (ms)."""
+        ms = lambda xs: percentiles_ms(np.asarray(xs) / 1e3) if xs else {}  # noqa: E731
+        return {"counts": dict(self.counts), "plan_ms": ms(self.plan_ms), "jitter_ms": ms(self.jitter_ms),
+                "tick_to_tx_ms": ms(self.cycle_ms), "rate_hz": self.cfg.rate_hz, "sync": self.cfg.sync,
+                "offset_s": self.cfg.offset_s, "step_dt_s": self.step_dt}

@@ -1,0 +1,167 @@
+"""The control loop (kdp_edge.runtime.loop): fallback on deadline misses, safe handling of bad
+observations, the execution offset, and the loop against the virtual robot with link faults."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from test_bridge_link import assert_nothing_stale
+
+from firmware_bridge.link import SerialLink
+from firmware_bridge.plants import IntegratorPlant
+from firmware_bridge.run import SerialLoopIO
+from firmware_bridge.virtual_robot import start_virtual_robot
+from kdp_edge.bundle import BundleManifest
+from kdp_edge.runtime.loop import ControlLoop, LoopConfig, Observation
+from kdp_edge.runtime.planner import Plan, PlanInputError
+
+H, OBS, ACT = 8, 4, 2
+
+
+@dataclass
+class FakePlanner:
+    """Plans a window whose step i has action (plan_id, i): the executed step is visible in the action."""
+
+    sleep_s: float = 0.0
+    step_dt_s: float = 0.01
+
+    def __post_init__(self):
+        self.manifest = BundleManifest(obs_dim=OBS, act_dim=ACT, goal_dim=0, horizon=H, step_dt_s=self.step_dt_s)
+        self.calls = 0
+
+    def plan(self, obs, goal=None, noise=None) -> Plan:
+        obs = np.asarray(obs, np.float32)
+        if obs.shape != (OBS,):
+            raise PlanInputError("wrong size")
+        if not np.isfinite(obs).all():
+            raise PlanInputError("nan")
+        self.calls += 1
+        win = np.zeros((H, OBS + ACT), np.float32)
+        win[:, OBS] = self.calls
+        win[:, OBS + 1] = np.arange(H)
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        return Plan(action=win[0, OBS:].copy(), window=win, scores=np.zeros(1), choice=0, candidates=win[None])
+
+    def clip(self, a):
+        return np.asarray(a, np.float32)
+
+
+class ListIO:
+    """Observations from a list (one per cycle, None = nothing new); records what was sent."""
+
+    def __init__(self, values):
+        self.values = list(values)
+        self.sent: list[tuple[np.ndarray, int]] = []
+        self.seq = 0
+
+    def read_observation(self, timeout):
+        if not self.values:
+            return None
+        v = self.values.pop(0)
+        if v is None:
+            return None
+        self.seq += 1
+        return Observation(np.asarray(v, np.float32), self.seq, time.monotonic())
+
+    def send_action(self, action, obs, valid_for_ms):
+        self.sent.append((np.asarray(action).copy(), obs.seq))
+        return True
+
+    def send_stop(self):
+        pass
+
+
+def make_loop(planner, io, rate=100.0, **kw):
+    return ControlLoop(planner, io, LoopConfig(rate_hz=rate, sync="timer", **kw))
+
+
+def test_fresh_plans_execute_their_first_step_tagged_with_their_state():
+    io = ListIO([np.zeros(OBS)] * 5)
+    loop = make_loop(FakePlanner(), io)
+    recs = [loop.step() for _ in range(5)]
+    assert [r.source for r in recs] == ["plan"] * 5
+    assert [int(a[0]) for a, _ in io.sent] == [1, 2, 3, 4, 5]  # a new plan every cycle
+    assert all(int(a[1]) == 0 for a, _ in io.sent)  # its first step
+    assert [seq for _, seq in io.sent] == [1, 2, 3, 4, 5]
+    assert loop.counts["deadline_misses"] == 0
+
+
+def test_slow_plan_falls_back_to_the_previous_plans_next_step():
+    planner = FakePlanner()
+    io = ListIO([np.zeros(OBS)] * 4)
+    loop = make_loop(planner, io, rate=100.0)  # 10 ms period, step_dt 10 ms
+    loop.step()  # plan 1, fresh
+    time.sleep(0.02)
+    planner.sleep_s = 0.025  # plan 2 overruns its 10 ms deadline
+    rec = loop.step()
+    assert rec.deadline_miss and rec.source == "fallback"
+    action, seq = io.sent[-1]
+    assert int(action[0]) == 1, "a late plan must not be executed as if it were fresh"
+    assert int(action[1]) >= 3, "fallback executes the step of plan 1 that is due now (~4 cycles later)"
+    assert seq == 2, "the fallback action is tagged with the newest state"
+    planner.sleep_s = 0.0
+    loop.step()
+    assert int(io.sent[-1][0][0]) == 3 and loop.counts["deadline_misses"] == 1
+
+
+def test_fallback_never_runs_past_the_horizon():
+    planner = FakePlanner(step_dt_s=0.001)  # horizon 8 ms
+    io = ListIO([np.zeros(OBS), None, None, None])
+    loop = make_loop(planner, io, rate=100.0)
+    loop.step()
+    rec = loop.step()  # 10 ms later, the only plan is exhausted
+    assert rec.source == "none" and rec.event == "no_obs+horizon_exhausted" and not rec.sent
+    assert len(io.sent) == 1
+
+
+def test_nan_or_wrong_size_observation_sends_nothing():
+    io = ListIO([np.zeros(OBS), [np.nan, 0, 0, 0], np.zeros(3)])
+    loop = make_loop(FakePlanner(), io)
+    loop.step()
+    r_nan = loop.step()
+    assert r_nan.event == "invalid_obs" and not r_nan.sent
+    r_size = loop.step()
+    assert r_size.event == "invalid_obs"
+    assert loop.counts["invalid_obs"] == 2
+    # the wrong-size observation is finite, so the previous plan's next step is sent, tagged with it
+    assert len(io.sent) == 2 and io.sent[-1][1] == 3
+
+
+def test_execution_offset_selects_the_step_due_when_the_action_lands():
+    io = ListIO([np.zeros(OBS)])
+    loop = make_loop(FakePlanner(step_dt_s=0.01), io, offset_s=0.03)
+    rec = loop.step()
+    assert rec.step_index == 3 and int(io.sent[0][0][1]) == 3
+
+
+def test_timer_pacing_keeps_the_rate():
+    io = ListIO([np.zeros(OBS)] * 30)
+    loop = make_loop(FakePlanner(), io, rate=200.0)
+    t0 = time.monotonic()
+    recs = [loop.step() for _ in range(30)]
+    ticks = np.array([r.t_tick for r in recs])
+    assert np.allclose(np.diff(ticks), 1 / 200.0)  # scheduled ticks are exact multiples of the period
+    assert time.monotonic() - t0 >= 29 / 200.0
+
+
+@pytest.mark.parametrize("fault", ["garbage", "bitflip", "reboot", "reopen", "nan"])
+def test_loop_over_the_virtual_robot_survives_faults_and_sends_nothing_stale(fault):
+    planner = FakePlanner()
+    with start_virtual_robot(IntegratorPlant(), rate_hz=100.0) as robot, SerialLink(robot.port) as link:
+        link.hello(2.0)
+        loop = ControlLoop(planner, SerialLoopIO(link), LoopConfig(rate_hz=100.0, sync="state"))
+        loop.run(cycles=20)
+        {"garbage": lambda: robot.inject_garbage(200), "bitflip": lambda: robot.corrupt_next_states(5, "bitflip"),
+         "reboot": robot.reboot, "reopen": lambda: robot.reopen_pty(down_s=0.2),
+         "nan": lambda: robot.nan_states(3)}[fault]()
+        loop.run(duration_s=0.8)
+        before = robot.stats["actions_accepted"]
+        loop.run(cycles=10)
+        assert robot.stats["actions_accepted"] > before, "the loop recovered and keeps commanding"
+        assert_nothing_stale(robot, max_future=1 if fault == "reboot" else 0)
+        if fault == "nan":
+            assert loop.counts["invalid_obs"] >= 2
