@@ -34,8 +34,9 @@ def merge_rows(path: Path, new_rows: list[dict]) -> list[dict]:
     old_rows = old.get("rows", [])
     for r in old_rows:
         r.setdefault("command", old.get("command", "?"))
-    fresh = {(r["maze"], r["key"], r["protocol"]) for r in new_rows}
-    kept = [r for r in old_rows if (r["maze"], r["key"], r["protocol"]) not in fresh]
+    ident = lambda r: (r["maze"], r["key"], r["protocol"], r.get("dwell", 0))  # noqa: E731
+    fresh = {ident(r) for r in new_rows}
+    kept = [r for r in old_rows if ident(r) not in fresh]
     order = {"umaze": 0, "medium": 1, "large": 2}
     return sorted(kept + new_rows, key=lambda r: order.get(r["maze"], 9))
 
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--keys", nargs="+", default=["condition+descriptor"])
     ap.add_argument("--data-steps", type=int, default=1_000_000)
     ap.add_argument("--noise", type=float, default=0.3)
+    ap.add_argument("--dwell", type=int, default=0, help="data: hold 0..N steps at each reached goal (0: D4RL)")
     ap.add_argument("--steps", type=int, default=10_000, help="training steps")
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--protocols", nargs="+", default=["tracker", "own-actions"])
@@ -56,12 +58,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for maze in args.mazes:
-        data = out / f"{maze}.hdf5"
+        tag = f"-dwell{args.dwell}" if args.dwell else ""
+        data = out / f"{maze}{tag}.hdf5"
         if not data.exists():
             kdp("data", "pointmaze", "--maze", maze, "--steps", str(args.data_steps), "--noise", str(args.noise),
-                "--out", str(data))
+                "--dwell", str(args.dwell), "--out", str(data))
         for key in args.keys:
-            run = out / f"{maze}-{key.replace('+', '_')}"
+            run = out / f"{maze}-{key.replace('+', '_')}{tag}"
             t0 = time.perf_counter()
             if not (run / "checkpoint.pt").exists():
                 kdp("train", "--data", str(data), "--out", str(run), "--key", key, "--steps", str(args.steps),
@@ -78,7 +81,7 @@ def main() -> None:
                         "--threads", str(args.threads), "--quiet")
                 rep = json.loads(rep_path.read_text())
                 rows.append({
-                    "maze": maze, "key": key, "protocol": proto, "train_steps": rep["checkpoint"]["step"],
+                    "maze": maze, "key": key, "protocol": proto, "dwell": args.dwell, "train_steps": rep["checkpoint"]["step"],
                     "train_seconds_this_invocation": round(train_s, 1),
                     "train_steps_per_s": metrics[-1].get("steps_per_s"),
                     "parameters": rep["checkpoint"]["parameters"],
@@ -94,12 +97,12 @@ def main() -> None:
     (out / "pointmaze.json").write_text(json.dumps({"rows": rows}, indent=2))
     commands = list(dict.fromkeys(r.get("command", "?") for r in rows))
     lines = ["Commands: " + "; ".join(f"`{c}`" for c in commands), "",
-             "| maze | key | protocol | KDP score | success | expert | random | KDP / expert | diversity (m) | static-ness | params | plan p50 / p99 (ms) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| maze | data dwell | key | protocol | KDP score | success | expert | random | KDP / expert | diversity (m) | static-ness | params | plan p50 / p99 (ms) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         k, lat = r["kdp"], r["kdp"]["plan_latency"]
         lines.append(
-            f"| {r['maze']} | {r['key']} | {r['protocol']} | {k['normalized_score_mean']:.1f} ± {k['normalized_score_sem']:.1f} | "
+            f"| {r['maze']} | {r.get('dwell', 0)} | {r['key']} | {r['protocol']} | {k['normalized_score_mean']:.1f} ± {k['normalized_score_sem']:.1f} | "
             f"{100 * k['success_rate']:.0f}% | {r['expert']['normalized_score_mean']:.1f} | {r['random']['normalized_score_mean']:.1f} | "
             f"{r['ratio_to_expert']:.2f} | {r['diversity']:.3f} | {r['staticness']:.2f} | {r['parameters']:,} | "
             f"{lat['p50_ms']:.2f} / {lat['p99_ms']:.2f} |")

@@ -46,16 +46,18 @@ def data() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--arrive-radius", type=click.FloatRange(min=0.01), default=0.3, show_default=True,
               help="metres from the goal at which a new goal cell is drawn")
+@click.option("--dwell", type=click.IntRange(min=0), default=0, show_default=True,
+              help="hold at each reached goal for 0..N steps before the next goal (0: D4RL behaviour)")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="output .hdf5 (D4RL layout)")
 @friendly_errors
-def data_pointmaze(maze, steps, noise, seed, arrive_radius, out) -> None:
+def data_pointmaze(maze, steps, noise, seed, arrive_radius, dwell, out) -> None:
     """Waypoint-expert data in gymnasium-robotics PointMaze, D4RL maze2d layout."""
     import time
 
     from .data.pointmaze import PointMazeDataConfig, config_attrs, generate_pointmaze, write_d4rl_hdf5
     from .progress import Progress
 
-    cfg = PointMazeDataConfig(maze=maze, steps=steps, noise=noise, seed=seed, arrive_radius=arrive_radius)
+    cfg = PointMazeDataConfig(maze=maze, steps=steps, noise=noise, seed=seed, arrive_radius=arrive_radius, dwell=dwell)
     t0 = time.perf_counter()
     with Progress(steps, f"pointmaze-{maze}") as bar:
         arrays = generate_pointmaze(cfg, progress=bar.update)
