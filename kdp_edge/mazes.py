@@ -100,14 +100,34 @@ class Maze:
         return np.stack([row, col], axis=-1)
 
     def in_wall(self, xy: np.ndarray, margin: float = 0.0) -> np.ndarray:
-        """Boolean ``[...]``: the square of half-width ``margin`` around each position touches a wall cell."""
+        """Boolean ``[...]``: the square of half-width ``margin`` around each position touches a wall cell.
+
+        Same result as testing the nine points ``xy + (dx, dy)``, ``dx, dy in {-margin, 0, margin}``,
+        but with at most four grid lookups per position (this runs in every plan on the device).
+        """
         xy = np.asarray(xy, dtype=np.float64)
+        if margin >= self.scale / 2:
+            offs = np.array([(dx, dy) for dx in (-margin, 0.0, margin) for dy in (-margin, 0.0, margin)])
+            rc = self.xy_to_cell(xy[..., None, :] + offs)
+            return (self.grid[rc[..., 0], rc[..., 1]] == 1).any(axis=-1)
+        fx = (xy[..., 0] + self.cols * self.scale / 2) / self.scale
+        fy = (self.rows * self.scale / 2 - xy[..., 1]) / self.scale
+        col = np.clip(np.floor(fx), 0, self.cols - 1).astype(np.intp) + 1  # +1: index into the padded grid
+        row = np.clip(np.floor(fy), 0, self.rows - 1).astype(np.intp) + 1
+        wall = self._padded_walls()
+        hit = wall[row, col]
         if margin <= 0:
-            rc = self.xy_to_cell(xy)
-            return self.grid[rc[..., 0], rc[..., 1]] == 1
-        offs = np.array([(dx, dy) for dx in (-margin, 0.0, margin) for dy in (-margin, 0.0, margin)])
-        rc = self.xy_to_cell(xy[..., None, :] + offs)
-        return (self.grid[rc[..., 0], rc[..., 1]] == 1).any(axis=-1)
+            return hit
+        m = margin / self.scale
+        u, v = fx - np.floor(fx), fy - np.floor(fy)
+        dc = np.where(u + m >= 1.0, 1, np.where(u - m < 0.0, -1, 0))
+        dr = np.where(v + m >= 1.0, 1, np.where(v - m < 0.0, -1, 0))
+        return hit | wall[row, col + dc] | wall[row + dr, col] | wall[row + dr, col + dc]
+
+    def _padded_walls(self) -> np.ndarray:
+        if getattr(self, "_walls_p", None) is None:
+            object.__setattr__(self, "_walls_p", np.pad(self.grid == 1, 1, constant_values=True))
+        return self._walls_p
 
     def cell_of(self, x: float, y: float) -> tuple[int, int]:
         """Scalar fast path of :meth:`xy_to_cell`."""
