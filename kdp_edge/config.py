@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .diffusion import DiffusionConfig
 from .drift import DriftConfig, KeySpec
 from .errors import ConfigError
 from .models import ModelConfig
@@ -44,6 +45,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # method "diffusion" only
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = torch's default
@@ -104,5 +106,5 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "ModelConfig", "DriftConfig", "KeySpec",
+__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "ModelConfig", "DriftConfig", "KeySpec", "DiffusionConfig",
            "load_config_file", "merge"]

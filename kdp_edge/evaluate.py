@@ -171,9 +171,27 @@ def reference_policies(maze: Maze, seed: int) -> dict[str, Policy]:
     }
 
 
+def configure_sampler(model, method: str, sampler: str | None, sample_steps: int | None, log=print) -> dict:
+    """Apply ``sampler`` / ``sample_steps`` to a diffusion model (a note, no change, for other methods);
+    returns what the report records about the generator."""
+    if method != "diffusion":
+        if sampler is not None or sample_steps is not None:
+            log(f"note: --sampler / --sample-steps apply to diffusion runs only; ignored for this {method} run")
+        return {"method": method}
+    from .errors import ConfigError
+
+    try:
+        model.set_sampler(sampler, sample_steps)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return {"method": method, "sampler": model.sampler, "sample_steps": model.sample_steps}
+
+
 def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str | None = None,
-                 references: bool = True, threads: int = 0) -> dict:
-    """Evaluate a trained run; returns the JSON-able report."""
+                 references: bool = True, threads: int = 0, sampler: str | None = None,
+                 sample_steps: int | None = None, log=print) -> dict:
+    """Evaluate a trained run; returns the JSON-able report. ``sampler`` / ``sample_steps`` override a
+    diffusion run's defaults (ignored, with a note, for drift runs)."""
     import torch
 
     from .checkpoint import load_run
@@ -182,6 +200,7 @@ def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str 
         torch.set_num_threads(threads)
     run = load_run(run_dir)
     model = run.build_model(ema=True)
+    generator_info = configure_sampler(model, run.cfg.method, sampler, sample_steps, log)
     maze = Maze.named(proto.maze)
     scorer = CandidateScorer(ScoringSpec.for_env(proto.env))
     policy = GeneratorPolicy(torch_generate(model), run.info.horizon, model.window_dim, model.obs_dim,
@@ -200,7 +219,8 @@ def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str 
         "protocol": asdict(proto), "protocol_text": proto.describe(),
         "scoring": scorer.spec.to_dict(),
         "checkpoint": {"run_dir": str(run_dir), "step": run.info.step, "weights": "EMA, last checkpoint",
-                       "parameters": run.info.parameters, "key": run.cfg.drift.key.kind, "arch": run.cfg.model.arch},
+                       "parameters": run.info.parameters, "key": run.cfg.drift.key.kind, "arch": run.cfg.model.arch}
+                      | generator_info,
         "kdp": summarize(res) | {"plan_latency": latency},
     }
     refs = {}

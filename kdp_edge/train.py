@@ -100,7 +100,8 @@ class Trainer:
         pos_cond = torch.from_numpy(self.ws.conditions(pos_starts))
         return cond, pos, pos_cond
 
-    def train_step(self) -> dict[str, float]:
+    def drift_loss(self):
+        """Keyed drift loss on G conditions x N generated windows with their P kNN positives."""
         from .drift import keyed_drift_loss
 
         torch, cfg = self.torch, self.cfg
@@ -109,7 +110,21 @@ class Trainer:
         noise = torch.randn(g * n, cfg.data.horizon, self.model.window_dim)
         gen = self.model.generate_normalized(cond.repeat_interleave(n, dim=0), noise)
         gen = gen.reshape(g, n, *gen.shape[1:])
-        loss, stats = keyed_drift_loss(gen, cond, pos, pos_cond, cfg.drift)
+        return keyed_drift_loss(gen, cond, pos, pos_cond, cfg.drift)
+
+    def diffusion_loss(self):
+        """DDPM loss on a batch of dataset windows (uniform over window starts) and their conditions."""
+        from .diffusion import diffusion_batch_size
+
+        torch = self.torch
+        starts = self.ws.starts[self.rng.integers(len(self.ws), size=diffusion_batch_size(self.cfg))]
+        win = torch.from_numpy(self.ws.windows(starts))
+        cond = torch.from_numpy(self.ws.conditions(starts))
+        return self.model.loss(win, cond)
+
+    def train_step(self) -> dict[str, float]:
+        torch, cfg = self.torch, self.cfg
+        loss, stats = self.diffusion_loss() if cfg.method == "diffusion" else self.drift_loss()
         for group in self.opt.param_groups:
             group["lr"] = _lr_at(self.step, cfg)
         self.opt.zero_grad(set_to_none=True)
@@ -160,7 +175,9 @@ class Trainer:
     def run(self, progress: bool = True) -> Path:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        self.log(f"model: {cfg.model.arch}, {self.info.parameters:,} parameters; key: {cfg.drift.key.kind}; "
+        what = (f"diffusion: {cfg.diffusion.prediction} prediction, T = {cfg.diffusion.timesteps}"
+                if cfg.method == "diffusion" else f"key: {cfg.drift.key.kind}")
+        self.log(f"model: {cfg.model.arch}, {self.info.parameters:,} parameters; {what}; "
                  f"windows: {len(self.ws):,} of horizon {cfg.data.horizon}; run dir: {self.out}")
         metrics_path = self.out / "metrics.jsonl"
         interrupted = {"flag": False}
