@@ -71,7 +71,8 @@ def data_pointmaze(maze, steps, noise, seed, arrive_radius, dwell, out) -> None:
 @click.option("--data", "data_path", type=click.Path(), help="dataset (.hdf5 D4RL, .npz OGBench, Minari dir)")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="run directory")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML/JSON config overrides")
-@click.option("--method", type=click.Choice(["drift"]), default=None, help="training method")
+@click.option("--method", type=click.Choice(["drift", "diffusion"]), default=None,
+              help="drift: one-step KDP generator; diffusion: trajectory diffusion baseline (same backbone)")
 @click.option("--key", type=str, default=None,
               help="drift key: full | condition | condition+descriptor | two-factor")
 @click.option("--arch", type=click.Choice(["mlp", "unet"]), default=None)
@@ -83,7 +84,7 @@ def data_pointmaze(maze, steps, noise, seed, arrive_radius, dwell, out) -> None:
 @click.option("--quiet", is_flag=True, help="no progress line")
 @friendly_errors
 def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, threads, resume, quiet) -> None:
-    """Train a KDP generator; writes checkpoint, config and metrics to --out."""
+    """Train a KDP generator (or the diffusion baseline); writes checkpoint, config and metrics to --out."""
     from .checkpoint import load_run
     from .config import TrainConfig, load_config_file, merge
     from .drift import KEY_KINDS
@@ -133,16 +134,22 @@ def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, 
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write a PNG of rollouts and plans")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report (default RUN_DIR/eval-<env>-<protocol>.json)")
 @click.option("--threads", type=click.IntRange(min=0), default=0)
+@click.option("--sampler", type=click.Choice(["ddim", "ddpm"]), default=None,
+              help="diffusion runs: sampler (default: the run's diffusion.sampler); ignored for drift runs")
+@click.option("--sample-steps", type=click.IntRange(min=1), default=None,
+              help="diffusion runs: denoising steps T (default: the run's diffusion.sample_steps); ignored for drift runs")
 @click.option("--quiet", is_flag=True)
 @friendly_errors
-def eval_cmd(run_dir, env, episodes, seed, protocol, lookahead, candidates, no_references, plot, out, threads, quiet) -> None:
+def eval_cmd(run_dir, env, episodes, seed, protocol, lookahead, candidates, no_references, plot, out, threads,
+             sampler, sample_steps, quiet) -> None:
     """Closed-loop evaluation on the D4RL maze2d protocol, with the reference pair."""
     from .evaluate import EvalProtocol, evaluate_run
     from .fileio import atomic_write_json
 
     proto = EvalProtocol(env=env, episodes=episodes, seed=seed, protocol=protocol, lookahead=lookahead,
                          candidates=candidates)
-    report = evaluate_run(run_dir, proto, progress=not quiet, plot=plot, references=not no_references, threads=threads)
+    report = evaluate_run(run_dir, proto, progress=not quiet, plot=plot, references=not no_references, threads=threads,
+                          sampler=sampler, sample_steps=sample_steps, log=lambda m: click.echo(m, err=True))
     out = out or str(Path(run_dir) / f"eval-{env}-{protocol}.json")
     atomic_write_json(out, report)
     click.echo(format_eval(report))
@@ -158,8 +165,10 @@ def format_eval(report: dict) -> str:
             lines.append(f"| {name} | {r['normalized_score_mean']:.1f} ± {r['normalized_score_sem']:.1f} | "
                          f"{100 * r['success_rate']:.0f}% | {r['return_mean']:.1f} |")
     lat = report["kdp"]["plan_latency"]
+    ck = report.get("checkpoint", {})
+    sampler = f", {ck['sampler']} T={ck['sample_steps']}" if "sampler" in ck else ""
     lines.append("")
-    lines.append(f"plan latency (K={report['protocol']['candidates']}, torch, incl. scoring): "
+    lines.append(f"plan latency (K={report['protocol']['candidates']}{sampler}, torch, incl. scoring): "
                  f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms")
     return "\n".join(lines)
 
@@ -170,22 +179,115 @@ def format_eval(report: dict) -> str:
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="bundle directory (replaced atomically)")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "tflite", "all"]), default="onnx", show_default=True)
 @click.option("--quantize", type=click.Choice(["none", "int8", "dynamic"]), default="none", show_default=True,
-              help="int8: static QDQ with a calibration set; dynamic: int8 weights only (ONNX)")
+              help="int8: static int8 calibrated on the training data; dynamic: int8 weights, activations "
+                   "quantised at run time (no calibration)")
 @click.option("--candidates", "-k", type=click.IntRange(min=1), default=16, show_default=True,
               help="default candidate count K (TFLite files are exported for this K)")
-@click.option("--calib-samples", type=click.IntRange(min=8), default=256, show_default=True)
+@click.option("--calib-samples", type=click.IntRange(min=8), default=256, show_default=True,
+              help="calibration rows (training-window condition + standard-normal noise) for --quantize int8")
+@click.option("--data", "data_path", type=click.Path(), default=None,
+              help="training dataset, when it is no longer where the run recorded it (int8 calibration, parity)")
+@click.option("--activations", type=click.Choice(["u8", "s8"]), default="u8", show_default=True,
+              help="ONNX int8 activation type (u8 ran ~3x faster than s8 on x86 here; measure per board)")
+@click.option("--keep-float", default="auto", show_default=True,
+              help="int8 layers kept in float: auto (fall back to the conditioning layers, then the worst "
+                   "qdq_loss_debug layers, only when over budget), none, conditioning, or a comma list of "
+                   "layer names such as net.net.0")
+@click.option("--int8-ops", type=click.Choice(["weighted", "all"]), default="weighted", show_default=True,
+              help="quantise only the weighted ops (Gemm/Conv: more accurate, same speed) or all supported ops")
+@click.option("--budget", "budget_first_action_frac", type=click.FloatRange(min=0.0, min_open=True), default=0.02,
+              show_default=True, help="int8 error budget: first-action rms error as a fraction of the action range")
+@click.option("--closed-loop-episodes", type=click.IntRange(min=0), default=10, show_default=True,
+              help="PointMaze episodes for the closed-loop parity check (0: skip; pointmaze runs with the sim extra)")
+@click.option("--save-calibration", is_flag=True, help="also write the calibration inputs as calibration.npz")
+@click.option("--int8-only", is_flag=True, help="leave the fp32 files out of the bundle (smaller; still checked)")
 @click.option("--rate", "control_rate_hz", type=click.FloatRange(min=1.0), default=50.0, show_default=True,
               help="control rate the bundle is meant for (Hz)")
 @click.option("--force", is_flag=True, help="write the bundle even if int8 exceeds the error budget")
 @friendly_errors
-def export_cmd(run_dir, out, fmt, quantize, candidates, calib_samples, control_rate_hz, force) -> None:
+def export_cmd(run_dir, out, fmt, quantize, candidates, calib_samples, data_path, activations, keep_float, int8_ops,
+               budget_first_action_frac, closed_loop_episodes, save_calibration, int8_only, control_rate_hz,
+               force) -> None:
     """Export a trained run to a parity-checked bundle (ONNX / TFLite, fp32 / int8)."""
     from export.pipeline import ExportOptions, export_bundle
 
     formats = ["onnx", "tflite"] if fmt == "all" else [fmt]
     opts = ExportOptions(formats=formats, quantize=quantize, candidates=candidates, calib_samples=calib_samples,
-                         control_rate_hz=control_rate_hz, force=force)
+                         control_rate_hz=control_rate_hz, force=force, data=data_path, activations=activations,
+                         keep_float=keep_float, int8_ops=int8_ops, budget_first_action_frac=budget_first_action_frac,
+                         closed_loop_episodes=closed_loop_episodes, save_calibration=save_calibration,
+                         int8_only=int8_only)
     export_bundle(run_dir, out, opts, log=lambda m: click.echo(m, err=True))
+
+
+# ---- bench ----------------------------------------------------------------------------------------
+def _int_list(ctx, param, value: str) -> list[int]:
+    try:
+        out = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 1,16,64, got {value!r}") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter("every candidate count must be at least 1")
+    return out
+
+
+def _backend_list(ctx, param, value: str) -> list[str]:
+    out = [x.strip() for x in value.split(",") if x.strip()]
+    bad = [x for x in out if x not in ("onnx", "tflite", "torch")]
+    if bad or not out:
+        raise click.BadParameter(f"unknown backend(s) {bad}: use onnx, tflite, torch (comma-separated for several)")
+    return out
+
+
+@cli.command("bench")
+@click.argument("bundle", type=click.Path())
+@click.option("--backend", default="onnx", show_default=True, callback=_backend_list,
+              help="onnx | tflite | torch (the source checkpoint, for reference); comma-separated times several "
+                   "in the same run, e.g. onnx,torch")
+@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True, help="model threads (0: runtime default)")
+@click.option("--candidates", "-k", default="1,16,64", show_default=True, callback=_int_list,
+              help="candidate counts K, comma-separated")
+@click.option("--runs", type=click.IntRange(min=1), default=2000, show_default=True, help="timed plans per configuration")
+@click.option("--warmup", type=click.IntRange(min=0), default=100, show_default=True, help="untimed plans first")
+@click.option("--rate", "rate_hz", type=click.FloatRange(min=0.1), default=None,
+              help="control rate for deadline misses (Hz; default: the bundle's control_rate_hz)")
+@click.option("--compare", type=click.Path(), default=None, help="another bundle timed in the same run (latency ratio)")
+@click.option("--precision", type=click.Choice(["fp32", "int8", "int8-dynamic", "all"]), default="all",
+              show_default=True, help="which of the bundle's precisions to time (all: fp32 and int8 side by side)")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="JSON report (a markdown table is written next to it as .md)")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="latency histogram PNG (needs the plot extra)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="no progress line")
+@friendly_errors
+def bench_cmd(bundle, backend, threads, candidates, runs, warmup, rate_hz, compare, precision, out, plot, seed,
+              quiet) -> None:
+    """Time on-device planning of a bundle: p50/p95/p99/max, throughput, deadline misses, int8 vs fp32."""
+    import shlex
+
+    from .fileio import atomic_write_json, atomic_write_text
+    from .runtime.bench import BenchOptions, format_markdown, plot_histograms, run_bench
+
+    if plot:
+        from .errors import require
+
+        require("matplotlib", "plot", "The latency histogram (--plot)")
+    opts = BenchOptions(backends=backend, precision=precision, candidates=candidates, runs=runs, warmup=warmup,
+                        rate_hz=rate_hz, threads=threads, compare=compare, seed=seed, progress=not quiet)
+    report, subjects = run_bench(bundle, opts)
+    report["command"] = shlex.join(["kdp-edge", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else None
+    text = format_markdown(report)
+    click.echo(text)
+    if plot:
+        plot_histograms(plot, subjects, 1e3 / report["options"]["rate_hz"])
+        report["plot"] = str(plot)
+        click.echo(f"plot: {plot}")
+    if out:
+        atomic_write_json(out, report)
+        md = Path(out).with_suffix(".md")
+        cmd = f"Command: `{report['command']}`\n\n" if report["command"] else ""
+        atomic_write_text(md, cmd + text + "\n")
+        click.echo(f"report: {out} (table: {md})")
 
 
 def main(argv=None) -> None:

@@ -7,6 +7,6 @@
 Nothing here imports torch, a simulator or scipy.
 """
 
-from .planner import Plan, PlanInputError, Planner
+from .planner import Plan, PlanInputError, Planner, PlanOutputError
 
-__all__ = ["Plan", "Planner", "PlanInputError"]
+__all__ = ["Plan", "Planner", "PlanInputError", "PlanOutputError"]

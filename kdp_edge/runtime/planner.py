@@ -5,8 +5,15 @@ K candidate windows with the same :class:`~kdp_edge.planning.CandidateScorer` th
 evaluation uses, and turns the best window into an action with the bundle's protocol
 (:func:`~kdp_edge.planning.select_action`), clipped to the bundle's action limits.
 
-Bad input: an observation or goal of the wrong size, or with NaN/inf, raises :class:`PlanInputError`
-(nothing is planned). The control loop catches it and executes its documented safe action.
+Bad input policy (the planner never guesses): an observation or goal of the wrong size, or with
+NaN/inf, and noise of the wrong shape raise :class:`PlanInputError` before the model runs. A model
+output with NaN/inf (e.g. a broken int8 file) is handled per candidate: such candidates score
+``-inf`` and are never chosen; if no candidate is finite, :class:`PlanOutputError` (a subclass of
+PlanInputError, so one ``except PlanInputError`` covers both) is raised. Either way nothing is
+executed from that call: the control loop catches the error and applies its documented safe action.
+
+Threads: ``threads=1`` pins the model to one core (ORT intra-op threads / TFLite ``num_threads``);
+``threads=0`` leaves the choice to the runtime.
 """
 
 from __future__ import annotations
@@ -26,6 +33,10 @@ BACKENDS = ("onnx", "tflite")
 
 class PlanInputError(KDPError):
     """An observation or goal the planner cannot use (wrong size, NaN or inf)."""
+
+
+class PlanOutputError(PlanInputError):
+    """The model produced NaN/inf for every candidate (nothing can be chosen)."""
 
 
 @dataclass
@@ -73,7 +84,10 @@ def make_backend(bundle: Bundle, f: ModelFile, threads: int, providers: list | N
     if f.format == "tflite":
         from .tflite_backend import TFLiteBackend
 
-        return TFLiteBackend(bundle.path(f), threads)
+        m = bundle.manifest
+        k = f.candidates or m.default_candidates
+        dims = {"obs": (k, m.obs_dim), "goal": (k, m.goal_dim), "noise": (k, m.horizon, m.window_dim)}
+        return TFLiteBackend(bundle.path(f), threads, {n: dims[n] for n in m.inputs if n in dims})
     raise BundleError(f"unknown model format {f.format}")
 
 
@@ -95,7 +109,14 @@ class Planner:
     def load(cls, bundle_dir: str | Path, backend: str = "onnx", precision: str | None = None, threads: int = 1,
              providers: list | None = None, candidates: int | None = None, seed: int = 0, warmup: int = 20,
              verify: bool = True) -> Planner:
-        """Load and verify ``bundle_dir``; ``precision=None`` prefers int8 when the bundle has it."""
+        """Load and verify ``bundle_dir`` and warm up (``warmup`` model calls).
+
+        backend: ``onnx`` (dynamic K) or ``tflite`` (needs a file exported for K = ``candidates``).
+        precision: ``fp32``, ``int8``, ``int8-dynamic``, or None to prefer int8 when the bundle has it.
+        threads: model threads (1 = one core). providers: onnxruntime execution providers
+        (default CPU). candidates: K (default the bundle's ``default_candidates``). seed: noise RNG.
+        Raises BundleError (missing/corrupt bundle, no matching file) or MissingExtraError.
+        """
         if backend not in BACKENDS:
             raise BundleError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}")
         bundle = load_bundle(bundle_dir, verify=verify)
@@ -107,7 +128,13 @@ class Planner:
 
     # -- inputs ------------------------------------------------------------------------------------
     def _check(self, name: str, x, dim: int) -> np.ndarray:
-        a = np.asarray(x, dtype=np.float32).reshape(-1)
+        """``x`` as float32 [dim]; PlanInputError when missing, of the wrong size, or not finite."""
+        if x is None:
+            raise PlanInputError(f"{name} is missing; the bundle expects {dim} values ({name}_dim)")
+        try:
+            a = np.asarray(x, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise PlanInputError(f"{name} is not numeric ({exc}); pass {dim} floats") from exc
         if a.shape[0] != dim:
             raise PlanInputError(f"{name} has {a.shape[0]} values, the bundle expects {dim} "
                                  f"({self.bundle.root / 'bundle.json'}: {name}_dim); check the state mapping")
@@ -132,22 +159,49 @@ class Planner:
         return self.backend(self.feeds(obs, goal, noise))
 
     def plan(self, obs, goal=None, noise: np.ndarray | None = None) -> Plan:
-        """Plan from one raw observation [obs_dim] (and goal [goal_dim]); raises PlanInputError."""
+        """Plan from one raw observation [obs_dim] (and goal [goal_dim]); raises PlanInputError.
+
+        noise: optional float32 [K, H, D] standard normal (default: drawn from the planner's RNG).
+        Returns a :class:`Plan`; ``latency_ms`` covers checks, noise, model, scoring and selection.
+        """
         t0 = time.perf_counter()
         m = self.manifest
         obs = self._check("obs", obs, m.obs_dim)
         goal = self._check("goal", goal, m.goal_dim) if m.goal_dim else None
-        noise = self.sample_noise() if noise is None else np.asarray(noise, dtype=np.float32)
+        noise = self.sample_noise() if noise is None else self._check_noise(noise)
         t1 = time.perf_counter()
         windows = self.generate(obs, goal, noise)
         t2 = time.perf_counter()
-        scores = self.scorer(windows, goal if goal is not None else np.zeros(0))
+        scores = self.score(windows, goal)
         choice = int(np.argmax(scores))
         action = select_action(windows[choice], obs, m.obs_dim, m.protocol, m.lookahead,
                                pos_dims=tuple(self.scorer.spec.pos_dims))
         action = self.clip(action)
         return Plan(action=action, window=windows[choice], scores=scores, choice=choice, candidates=windows,
                     latency_ms=1e3 * (time.perf_counter() - t0), model_ms=1e3 * (t2 - t1))
+
+    def score(self, windows: np.ndarray, goal: np.ndarray | None) -> np.ndarray:
+        """Scores [K] (higher is better) of candidate windows [K, H, D]; non-finite candidates get -inf."""
+        goal = goal if goal is not None else np.zeros(0)
+        finite = np.isfinite(windows).all(axis=(1, 2))
+        if finite.all():
+            return self.scorer(windows, goal)
+        if not finite.any():
+            raise PlanOutputError(f"{self.describe()} produced NaN/inf for all {len(windows)} candidates; "
+                                  "re-export the bundle (int8: check the parity report in bundle.json) or load "
+                                  "precision='fp32'")
+        scores = np.full(len(windows), -np.inf)
+        scores[finite] = self.scorer(windows[finite], goal)
+        return scores
+
+    def _check_noise(self, noise) -> np.ndarray:
+        m = self.manifest
+        noise = np.asarray(noise, dtype=np.float32)
+        want = (self.k, m.horizon, m.window_dim)
+        if noise.shape != want:
+            raise PlanInputError(f"noise has shape {list(noise.shape)}, the planner expects {list(want)} "
+                                 "(K candidates x horizon x window_dim)")
+        return noise
 
     def clip(self, action: np.ndarray) -> np.ndarray:
         action = np.asarray(action, dtype=np.float32)

@@ -1,0 +1,605 @@
+"""``kdp-edge bench``: on-device plan latency of a bundle (numpy + onnxruntime / LiteRT; torch only
+for ``--backend torch``).
+
+What is timed is :meth:`Planner.plan` from a raw observation to a clipped action: input checks,
+noise, the model, scoring all K candidates and action selection (``plan``), and the forward pass
+alone (``model``). Every configuration is warmed up first; the configurations being compared at one
+candidate count K (fp32 and int8, another bundle, the torch model) are timed in interleaved blocks
+in the same process, so slow phases of a shared machine hit all of them alike and ratios are fair.
+
+Reported per configuration (times in milliseconds): p50 / p95 / p99 / max / mean of plan and
+model latency, throughput (plans per second, back to back), deadline misses at the control rate
+(plans slower than one period), model file size, multiply-accumulates per plan (counted from the
+ONNX graph: MatMul / Gemm / Conv / ConvTranspose output shapes, per candidate, times K) and the
+process's peak RSS. The host section has the CPU model and the flags that decide whether int8 pays
+off (x86: avx512_vnni / avx_vnni; ARM: asimddp dot product, i8mm).
+
+Anything with ``.plan(obs, goal) -> Plan`` (``latency_ms``, optionally ``model_ms``) can be timed: a
+denoiser planner for diffusion bundles plugs in through :func:`load_planner` and its optional
+``passes`` attribute (model calls per plan, multiplies the MAC count).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bundle import PRECISIONS, Bundle, BundleError, ModelFile, load_bundle
+from ..errors import KDPError
+from ..metrics import percentiles_ms
+from .planner import Planner
+
+BENCH_BACKENDS = ("onnx", "tflite", "torch")
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm", "sve")
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+@dataclass
+class BenchOptions:
+    """What ``kdp-edge bench`` times. ``rate_hz=None``: the bundle's ``control_rate_hz``."""
+
+    backends: list[str] = field(default_factory=lambda: ["onnx"])
+    precision: str = "all"  # fp32 | int8 | int8-dynamic | all (every precision the bundle has)
+    candidates: list[int] = field(default_factory=lambda: [1, 16, 64])
+    runs: int = 2000  # timed plans per configuration
+    warmup: int = 100  # untimed plans per configuration first (on top of Planner.load's warm-up)
+    rate_hz: float | None = None
+    threads: int = 1
+    block: int = 50  # interleaving block size (plans)
+    compare: str | None = None  # another bundle timed in the same run
+    seed: int = 0
+    conditions: int = 256  # pool of (obs, goal) the timed plans cycle through
+    progress: bool = True
+
+
+@dataclass
+class Subject:
+    """One timed configuration: a planner plus what the report says about it."""
+
+    label: str
+    bundle: str
+    backend: str
+    precision: str
+    k: int
+    planner: Any  # .plan(obs, goal) -> Plan
+    file: str = ""
+    model_bytes: int = 0
+    macs_per_plan: int | None = None
+    which: str = "bundle"  # bundle | compare
+    conds: list = field(default_factory=list, repr=False)  # (obs, goal) pairs for this bundle's dims
+    plan_ms: list[float] = field(default_factory=list)
+    model_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)  # CPU time of the planning thread per plan
+    wall_s: float = 0.0
+
+    def result(self, period_ms: float) -> dict[str, Any]:
+        plan = np.asarray(self.plan_ms)
+        model = np.asarray(self.model_ms)
+        out = {
+            "label": self.label, "bundle": self.bundle, "which": self.which, "backend": self.backend,
+            "precision": self.precision, "k": self.k, "file": self.file, "model_bytes": self.model_bytes,
+            "macs_per_plan": self.macs_per_plan,
+            "plan": percentiles_ms(plan / 1e3),
+            "model": percentiles_ms(model / 1e3) if np.isfinite(model).all() else None,
+            "plan_cpu": percentiles_ms(np.asarray(self.cpu_ms) / 1e3),
+            "throughput_plans_per_s": len(plan) / self.wall_s if self.wall_s > 0 else None,
+            "deadline_ms": period_ms,
+            "deadline_misses": int((plan > period_ms).sum()),
+            "deadline_miss_rate": float((plan > period_ms).mean()),
+        }
+        out["plan"]["p95_ms"] = float(np.percentile(plan, 95))
+        return out
+
+
+# ---- host -----------------------------------------------------------------------------------------
+def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
+    """CPU model, architecture, cores and the int8-relevant flags.
+
+    Reads ``/proc/cpuinfo`` (x86 ``flags``, ARM ``Features``); elsewhere (macOS, Windows) only
+    :mod:`platform` is used and ``flags`` is empty. ``cpuinfo`` overrides the file (tests).
+    """
+    text = cpuinfo
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+    model, flags = "", set()
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = val.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(val.split())
+    if not model:
+        try:
+            model = Path("/proc/device-tree/model").read_text(errors="replace").strip("\x00\n ")  # Raspberry Pi, Jetson
+        except OSError:
+            model = platform.processor() or platform.machine()
+    present = {f: f in flags for f in CPU_FLAGS}
+    return {
+        "model": model, "arch": platform.machine(), "cores": os.cpu_count(), "system": platform.system(),
+        "flags": present if flags else {}, "int8_dot_product": any(present[f] for f in INT8_DOT_FLAGS) if flags else None,
+        "source": "/proc/cpuinfo" if flags else "platform (no CPU flags on this system)",
+    }
+
+
+def load_average() -> list[float] | None:
+    """1/5/15-minute load average (None where unavailable): above the core count, other processes
+    compete for the CPU and wall-time tails grow."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident set size of this process in MB (``resource.getrusage``); None where unavailable."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1e6 if platform.system() == "Darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def versions(backends: list[str]) -> dict[str, str]:
+    import sys
+
+    out = {"python": sys.version.split()[0], "numpy": np.__version__}
+    import importlib.metadata as md
+
+    for dist in ("onnxruntime", "ai-edge-litert", "tflite-runtime", "torch", "kdp-edge"):
+        if dist == "torch" and "torch" not in backends:
+            continue
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+# ---- model cost -----------------------------------------------------------------------------------
+def count_macs(onnx_path: str | Path) -> dict[str, Any] | None:
+    """Multiply-accumulates per candidate of an ONNX generator (its K axis fixed to 1).
+
+    Counts MatMul / Gemm / Conv / ConvTranspose (and MatMulInteger, QLinearMatMul, ConvInteger,
+    QLinearConv) from shapes after ONNX shape inference; element-wise ops are not counted. Needs
+    the ``onnx`` package (``kdp-edge[train]``): returns None without it. ``complete`` is False
+    when some op's shapes could not be inferred (those ops are left out of ``macs_per_candidate``).
+    """
+    try:
+        import onnx
+        from onnx import shape_inference
+    except ImportError:
+        return None
+    model = onnx.load(str(onnx_path))
+    for vi in list(model.graph.input) + list(model.graph.output):
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = 1  # the candidate axis K (and any other dynamic axis) -> 1
+    try:
+        model = shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # inference failures are not fatal for a benchmark
+        return {"macs_per_candidate": 0, "complete": False, "ops": 0}
+    shapes: dict[str, list[int]] = {t.name: list(t.dims) for t in model.graph.initializer}
+    for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 0 for d in dims]
+    for node in model.graph.node:  # Constant weights (some exporters) have their shape in the attribute
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    shapes[node.output[0]] = list(a.t.dims)
+    total, complete, ops = 0, True, 0
+
+    def known(*names):
+        s = [shapes.get(n) for n in names]
+        return None if any(x is None or not x or 0 in x for x in s) else s
+
+    for node in model.graph.node:
+        op, ins, y = node.op_type, list(node.input), node.output[0]
+        if op in ("MatMul", "MatMulInteger", "Gemm", "QLinearMatMul"):
+            a_name = ins[0]
+            s = known(a_name, y)
+            if s is None:
+                complete = False
+                continue
+            a, out = s
+            trans_a = any(at.name == "transA" and at.i for at in node.attribute)
+            inner = a[0] if (op == "Gemm" and trans_a) else a[-1]
+            total += int(np.prod(out)) * inner
+            ops += 1
+        elif op in ("Conv", "ConvInteger", "QLinearConv"):
+            w_name = ins[3] if op == "QLinearConv" else ins[1]
+            s = known(w_name, y)
+            if s is None:
+                complete = False
+                continue
+            w, out = s
+            total += int(np.prod(out)) * int(np.prod(w[1:]))
+            ops += 1
+        elif op == "ConvTranspose":
+            s = known(ins[0], ins[1])
+            if s is None:
+                complete = False
+                continue
+            x, w = s
+            total += int(np.prod(x)) * int(np.prod(w[1:]))
+            ops += 1
+    return {"macs_per_candidate": int(total), "complete": complete, "ops": ops}
+
+
+# ---- planners -------------------------------------------------------------------------------------
+class TorchBackend:
+    """The source checkpoint's torch model behind the backend contract (feeds -> window), for reference."""
+
+    def __init__(self, model, threads: int = 1):
+        import torch
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.torch, self.model = torch, model.eval()
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        t = self.torch
+        obs = feeds["obs"]
+        goal = feeds.get("goal", obs[:, :0])
+        with t.inference_mode():
+            return self.model(t.from_numpy(obs), t.from_numpy(goal), t.from_numpy(feeds["noise"])).numpy()
+
+
+def torch_planner(bundle_dir: str | Path, k: int, threads: int = 1, seed: int = 0, warmup: int = 20) -> Planner:
+    """A :class:`Planner` whose model is the bundle's source checkpoint in torch (EMA weights).
+
+    Needs torch (``kdp-edge[train]``) and the run directory named in ``bundle.json``
+    ``source_checkpoint.run_dir`` (as written at export, or relative to the bundle's parent).
+    """
+    from ..errors import require
+
+    require("torch", "train", "--backend torch (timing the source checkpoint)")
+    from ..checkpoint import load_run
+
+    bundle = load_bundle(bundle_dir)
+    src = bundle.manifest.source_checkpoint.get("run_dir", "")
+    cands = [Path(src), bundle.root.parent / src, bundle.root / src] if src else []
+    run_dir = next((p for p in cands if (p / "checkpoint.pt").is_file()), None)
+    if run_dir is None:
+        raise BundleError(f"{bundle.root}: --backend torch needs the source run directory "
+                          f"{src or '(not recorded)'} (bundle.json source_checkpoint.run_dir), which is not here; "
+                          "run the benchmark where the bundle was exported, or drop torch from --backend")
+    model = load_run(run_dir).build_model(ema=True)
+    ckpt = run_dir / "checkpoint.pt"
+    f = ModelFile(path=str(ckpt), format="torch", precision="fp32", bytes=ckpt.stat().st_size,
+                  notes="source checkpoint (optimiser state included in the size)")
+    planner = Planner(bundle, f, TorchBackend(model, threads), k, seed)
+    planner.warm_up(warmup)
+    return planner
+
+
+def load_planner(bundle_dir: str | Path, backend: str, precision: str | None, k: int, threads: int = 1,
+                 seed: int = 0):
+    """A planner for ``bundle_dir``: :class:`Planner` for generator bundles, the torch reference for
+    ``backend='torch'``; diffusion bundles (files with role ``denoiser``) go to the denoiser planner
+    (``kdp_edge.runtime.diffusion.DiffusionPlanner.load`` with the same arguments) when installed."""
+    if backend == "torch":
+        return torch_planner(bundle_dir, k, threads, seed)
+    bundle = load_bundle(bundle_dir, verify=False)
+    roles = {f.role for f in bundle.manifest.files}
+    if "generator" not in roles and "denoiser" in roles:
+        try:
+            from .diffusion import DiffusionPlanner  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise BundleError(f"{bundle_dir} is a diffusion (denoiser) bundle; this kdp-edge has no denoiser "
+                              "runtime planner yet (kdp_edge.runtime.diffusion); update kdp-edge") from exc
+        return DiffusionPlanner.load(bundle_dir, backend=backend, precision=precision, threads=threads,
+                                     candidates=k, seed=seed)
+    return Planner.load(bundle_dir, backend=backend, precision=precision, threads=threads, candidates=k, seed=seed)
+
+
+def precisions_in(bundle: Bundle, backend: str, want: str) -> list[str]:
+    """The precisions to time for ``backend``: ``want`` or, for ``all``, every one the bundle has."""
+    if backend == "torch":
+        return ["fp32"]
+    have = [p for p in PRECISIONS if any(f.format == backend and f.precision == p for f in bundle.manifest.files)]
+    if want == "all":
+        return have
+    if want not in have:
+        listing = ", ".join(f"{f.path} ({f.format} {f.precision})" for f in bundle.manifest.files)
+        fix = "--quantize int8" if want == "int8" else "--quantize dynamic" if want == "int8-dynamic" else ""
+        raise BundleError(f"{bundle.root} has no {backend} {want} model (it has: {listing}); re-export with "
+                          f"kdp-edge export RUN_DIR --format {backend} {fix}".rstrip() + " or pick another --precision")
+    return [want]
+
+
+def bench_conditions(manifest, n: int = 256, seed: int = 0, goals: int = 4) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """``n`` plausible raw (obs [obs_dim], goal [goal_dim] or None) pairs with ``goals`` distinct
+    goals (a deployed robot keeps one goal for many plans). PointMaze bundles: positions in free
+    cells, velocities N(0, 0.5); other bundles: N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    m = manifest
+    free = None
+    if m.env.startswith("pointmaze-"):
+        from ..mazes import Maze
+
+        try:
+            maze = Maze.named(m.env.removeprefix("pointmaze-"))
+            free = [maze.cell_to_xy(c) for c in maze.free_cells()]
+        except (KeyError, ValueError):
+            free = None
+    goal_pool = []
+    for _ in range(goals):
+        g = rng.standard_normal(m.goal_dim).astype(np.float32) if m.goal_dim else None
+        if g is not None and free is not None and m.goal_dim >= 2:
+            g[:2] = free[rng.integers(len(free))]
+        goal_pool.append(g)
+    out = []
+    for i in range(n):
+        obs = rng.standard_normal(m.obs_dim).astype(np.float32)
+        if free is not None and m.obs_dim >= 2:
+            obs[:2] = free[rng.integers(len(free))] + rng.uniform(-0.3, 0.3, 2)
+            obs[2:] *= 0.5
+        out.append((obs, goal_pool[i % goals]))
+    return out
+
+
+# ---- the benchmark --------------------------------------------------------------------------------
+def _macs_for(bundle: Bundle, f: ModelFile | None, cache: dict) -> dict | None:
+    """MACs per candidate of the bundle's model, counted from an ONNX file (fp32 preferred)."""
+    onnx_files = [x for x in bundle.manifest.files if x.format == "onnx" and x.role == (f.role if f else "generator")]
+    onnx_files.sort(key=lambda x: x.precision != "fp32")
+    if not onnx_files:
+        return None
+    path = bundle.path(onnx_files[0])
+    if path not in cache:
+        cache[path] = count_macs(path)
+    return cache[path]
+
+
+def build_subjects(bundle_dir: str | Path, opts: BenchOptions, k: int, which: str, cache: dict,
+                   notes: list[str]) -> list[Subject]:
+    """Load every planner to time at candidate count ``k`` for one bundle."""
+    bundle = load_bundle(bundle_dir)
+    name = bundle.root.name
+    conds = bench_conditions(bundle.manifest, opts.conditions, opts.seed)  # same seed: same states if same env
+    out = []
+    for backend in opts.backends:
+        if which == "compare" and backend == "torch":
+            continue  # the torch reference is for the main bundle only
+        for prec in precisions_in(bundle, backend, opts.precision):
+            try:
+                planner = load_planner(bundle_dir, backend, prec, k, opts.threads, opts.seed)
+            except BundleError as exc:
+                if backend == "tflite" and "for K=" in str(exc):
+                    notes.append(f"{name}: no tflite {prec} file for K={k} (TFLite files have a fixed K; "
+                                 f"export with --candidates {k}); skipped")
+                    continue
+                raise
+            f = getattr(planner, "model_file", None)
+            macs = _macs_for(bundle, f, cache)
+            passes = int(getattr(planner, "passes", 1))
+            label = f"{name} {backend} {prec}"
+            out.append(Subject(
+                label=label, bundle=str(bundle.root), backend=backend, precision=prec, k=k, planner=planner,
+                file=f.path if f else "", model_bytes=int(f.bytes) if f else 0,
+                macs_per_plan=macs["macs_per_candidate"] * k * passes if macs else None, which=which,
+                conds=conds))
+    return out
+
+
+def time_subjects(subjects: list[Subject], runs: int, warmup: int, block: int, bar=None) -> None:
+    """Warm up each subject, then time ``runs`` plans each in interleaved blocks of ``block``.
+
+    Records per plan: wall latency (``Plan.latency_ms``), model latency (``Plan.model_ms``) and the
+    planning thread's CPU time (``time.thread_time``). With one model thread the model runs on the
+    calling thread, so CPU time excludes time the thread spent preempted by other processes: on a
+    shared machine it shows what a dedicated core would see; wall time is what this machine saw.
+    """
+    for s in subjects:
+        conds, n = s.conds, len(s.conds)
+        for i in range(warmup):
+            obs, goal = conds[i % n]
+            s.planner.plan(obs, goal)
+        if bar is not None:
+            bar.update(warmup)
+    done = 0
+    while done < runs:
+        m = min(block, runs - done)
+        for s in subjects:
+            plan_ms, model_ms, cpu_ms = s.plan_ms, s.model_ms, s.cpu_ms
+            conds, n = s.conds, len(s.conds)
+            t0 = time.perf_counter()
+            for i in range(done, done + m):
+                obs, goal = conds[i % n]
+                c0 = time.thread_time()
+                p = s.planner.plan(obs, goal)
+                cpu_ms.append(1e3 * (time.thread_time() - c0))
+                plan_ms.append(p.latency_ms)
+                model_ms.append(getattr(p, "model_ms", float("nan")))
+            s.wall_s += time.perf_counter() - t0
+            if bar is not None:
+                bar.update(m, k=s.k)
+        done += m
+
+
+def ratios(results: list[dict]) -> list[dict[str, Any]]:
+    """int8 vs fp32 of the same bundle and backend, and compare-bundle vs bundle, per K.
+
+    ``latency_ratio_*`` = other / reference (below 1: the other is faster); ``speedup_p50`` =
+    reference p50 / other p50."""
+    out = []
+
+    def add(kind, ref, other):
+        out.append({
+            "kind": kind, "k": ref["k"], "reference": ref["label"], "other": other["label"],
+            "latency_ratio_p50": other["plan"]["p50_ms"] / ref["plan"]["p50_ms"],
+            "latency_ratio_p99": other["plan"]["p99_ms"] / ref["plan"]["p99_ms"],
+            "model_ratio_p50": (other["model"]["p50_ms"] / ref["model"]["p50_ms"]
+                                if other.get("model") and ref.get("model") else None),
+            "speedup_p50": ref["plan"]["p50_ms"] / other["plan"]["p50_ms"],
+        })
+
+    main = [r for r in results if r["which"] == "bundle"]
+    for r in main:
+        if r["precision"] != "fp32":
+            ref = next((x for x in main if x["k"] == r["k"] and x["backend"] == r["backend"]
+                        and x["precision"] == "fp32"), None)
+            if ref is not None:
+                add(f"{r['precision']}/fp32", ref, r)
+        if r["backend"] == "torch":
+            for x in main:
+                if x["k"] == r["k"] and x["backend"] != "torch":
+                    add(f"{x['backend']} {x['precision']}/torch", r, x)
+    for r in results:
+        if r["which"] != "compare":
+            continue
+        ref = next((x for x in main if x["k"] == r["k"] and x["backend"] == r["backend"]
+                    and x["precision"] == r["precision"]), None)
+        if ref is not None:
+            add("compare/bundle", ref, r)
+    return out
+
+
+def run_bench(bundle_dir: str | Path, opts: BenchOptions) -> tuple[dict[str, Any], list[Subject]]:
+    """Run the benchmark; returns the JSON-able report and the subjects (with raw per-plan times)."""
+    from ..progress import Progress
+
+    bad = sorted(set(opts.backends) - set(BENCH_BACKENDS))
+    if bad or not opts.backends:
+        raise KDPError(f"unknown --backend {bad}: use {', '.join(BENCH_BACKENDS)} (comma-separated for several)")
+    if opts.runs < 1 or not opts.candidates or min(opts.candidates) < 1:
+        raise KDPError("--runs and every --candidates value must be at least 1")
+    bundle = load_bundle(bundle_dir)
+    m = bundle.manifest
+    rate = opts.rate_hz or m.control_rate_hz
+    period_ms = 1e3 / rate
+    notes: list[str] = []
+    cache: dict = {}
+    results: list[dict] = []
+    subjects_all: list[Subject] = []
+    t_start = time.perf_counter()
+    load_before = load_average()
+    by_k: dict[int, list[Subject]] = {}
+    for k in opts.candidates:
+        by_k[k] = build_subjects(bundle_dir, opts, k, "bundle", cache, notes)
+        if opts.compare:
+            by_k[k] += build_subjects(opts.compare, opts, k, "compare", cache, notes)
+    total = sum(len(v) for v in by_k.values()) * (opts.runs + opts.warmup)
+    with Progress(total, "bench", enabled=opts.progress) as bar:
+        for subjects in by_k.values():
+            time_subjects(subjects, opts.runs, opts.warmup, opts.block, bar)
+            for s in subjects:
+                results.append(s.result(period_ms))
+                s.planner = None  # free the model once timed
+            subjects_all += subjects
+    if not results:
+        raise BundleError(f"nothing to time: {'; '.join(notes) or 'no model matches --backend/--precision'}")
+    report = {
+        "bundle": str(bundle.root), "compare": str(opts.compare) if opts.compare else None,
+        "env": m.env, "method": m.method, "horizon": m.horizon, "obs_dim": m.obs_dim, "act_dim": m.act_dim,
+        "goal_dim": m.goal_dim, "scoring": m.scoring.get("kind", "goal_distance") if m.scoring else "goal_distance",
+        "options": {"backends": opts.backends, "precision": opts.precision, "candidates": opts.candidates,
+                    "runs": opts.runs, "warmup": opts.warmup, "rate_hz": rate, "threads": opts.threads,
+                    "block": opts.block, "seed": opts.seed, "conditions": opts.conditions},
+        "host": cpu_info() | {"load_average_before": load_before, "load_average_after": load_average()},
+        "versions": versions(opts.backends),
+        "results": results, "ratios": ratios(results), "notes": notes,
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_note": ("process peak, includes torch" if "torch" in opts.backends else
+                          "process peak of the runtime (numpy + onnxruntime/LiteRT + this benchmark)"),
+        "wall_s": time.perf_counter() - t_start,
+    }
+    return report, subjects_all
+
+
+# ---- output ---------------------------------------------------------------------------------------
+def _f(x, fmt="{:.3f}") -> str:
+    return "—" if x is None else fmt.format(x)
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """A readable table of the report (what ``kdp-edge bench`` prints)."""
+    o, h = report["options"], report["host"]
+    flags = ", ".join(f for f, on in h.get("flags", {}).items() if on) or "unknown"
+    load = h.get("load_average_before"), h.get("load_average_after")
+    load_txt = (f"; load average {load[0][0]:.2f} before, {load[1][0]:.2f} after" if all(load) else "")
+    lines = [
+        f"bundle: {report['bundle']} ({report['env'] or 'env unknown'}, horizon {report['horizon']}, "
+        f"scoring {report['scoring']})",
+        f"host: {h['model']} ({h['arch']}, {h['cores']} cores; flags: {flags}; "
+        f"int8 dot product: {'yes' if h.get('int8_dot_product') else 'no' if h.get('int8_dot_product') is False else 'unknown'}"
+        f"{load_txt})",
+        f"{o['runs']} timed plans per row after {o['warmup']} warm-up, {o['threads']} thread(s), interleaved blocks of "
+        f"{o['block']}; deadline {1e3 / o['rate_hz']:.1f} ms ({o['rate_hz']:g} Hz); times in ms; plan = whole "
+        "Planner.plan (wall), model = forward pass (wall), CPU = planning thread's CPU time per plan (excludes "
+        "preemption by other processes)",
+        "",
+        "| model | K | plan p50 | p95 | p99 | max | model p50 | model p99 | CPU p50 | CPU p99 | plans/s | misses "
+        "| size MB | MMAC/plan |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        p, md = r["plan"], r.get("model") or {}
+        lines.append(
+            f"| {r['label']} | {r['k']} | {p['p50_ms']:.3f} | {p['p95_ms']:.3f} | {p['p99_ms']:.3f} | {p['max_ms']:.2f} | "
+            f"{_f(md.get('p50_ms'))} | {_f(md.get('p99_ms'))} | {r['plan_cpu']['p50_ms']:.3f} | "
+            f"{r['plan_cpu']['p99_ms']:.3f} | {_f(r['throughput_plans_per_s'], '{:.0f}')} | "
+            f"{r['deadline_misses']} | {r['model_bytes'] / 1e6:.2f} | "
+            f"{_f(r['macs_per_plan'] / 1e6 if r['macs_per_plan'] else None, '{:.2f}')} |")
+    if report["ratios"]:
+        lines += ["", "| ratio | K | plan p50 | plan p99 | model p50 | speed-up (p50) |", "|---|---|---|---|---|---|"]
+        for x in report["ratios"]:
+            lines.append(f"| {x['kind']}: {x['other']} vs {x['reference']} | {x['k']} | {x['latency_ratio_p50']:.2f} | "
+                         f"{x['latency_ratio_p99']:.2f} | {_f(x['model_ratio_p50'], '{:.2f}')} | "
+                         f"{x['speedup_p50']:.2f}x |")
+    lines.append("")
+    rss = report.get("peak_rss_mb")
+    lines.append(f"peak RSS: {_f(rss, '{:.0f}')} MB ({report['peak_rss_note']})")
+    for n in report.get("notes", []):
+        lines.append(f"note: {n}")
+    return "\n".join(lines)
+
+
+def plot_histograms(path: str | Path, subjects: list[Subject], period_ms: float) -> Path:
+    """Latency histograms of whole plans, one panel per K, one colour per configuration (PNG): wall
+    time filled, the planning thread's CPU time as an outline; times beyond the largest p99.5 are
+    piled into the last bin."""
+    from ..plots import _plt, save_fig
+
+    plt = _plt()
+    from matplotlib.ticker import NullFormatter
+
+    ks = sorted({s.k for s in subjects})
+    fig, axes = plt.subplots(len(ks), 1, figsize=(7.5, 2.6 * len(ks)), squeeze=False)
+    for ax, k in zip(axes[:, 0], ks, strict=True):
+        group = [s for s in subjects if s.k == k]
+        hi = max(float(np.percentile(s.plan_ms, 99.5)) for s in group) * 1.1
+        lo = min(float(np.min(s.cpu_ms or s.plan_ms)) for s in group) * 0.9
+        bins = np.geomspace(max(lo, 1e-3), hi, 80)  # log axis: the tail is visible next to the bulk
+        for i, s in enumerate(group):
+            color = f"C{i}"
+            p50, p99 = np.percentile(s.plan_ms, [50, 99])
+            ax.hist(np.clip(s.plan_ms, lo, hi), bins=bins, alpha=0.5, color=color,
+                    label=f"{s.label}: p50 {p50:.3f}, p99 {p99:.3f} ms")
+            if s.cpu_ms:
+                ax.hist(np.clip(s.cpu_ms, lo, hi), bins=bins, histtype="step", color=color, lw=1.0)
+        if period_ms <= hi:
+            ax.axvline(period_ms, color="red", lw=1, ls="--", label=f"deadline {period_ms:.1f} ms")
+        ax.set_title(f"K = {k}: plan latency, wall (filled) and CPU time (outline)", fontsize=9)
+        ax.set_xscale("log")
+        ticks = [t for t in (0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200) if lo <= t <= hi]
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("ms (log scale)")
+        ax.set_ylabel("plans")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_fig(fig, path)
