@@ -74,6 +74,7 @@ class ExportOptions:
     closed_loop_episodes: int = 10  # 0: skip the closed-loop check  [--closed-loop-episodes]
     save_calibration: bool = False  # write calibration.npz into the bundle  [--save-calibration]
     int8_only: bool = False  # leave the fp32 files out of the bundle (still exported for parity)  [--int8-only]
+    sample_steps: int | None = None  # diffusion runs: the bundle's default T (None: the run's)  [--sample-steps]
 
     @property
     def precision(self) -> str:
@@ -460,6 +461,10 @@ def export_bundle(run_dir: str | Path, out: str | Path, opts: ExportOptions, log
 
         require_tflite_export()  # MissingExtraError naming the tflite extra, before any work
     run = load_run(run_dir)
+    if run.info.method == "diffusion":  # the baseline: a denoiser graph, the runtime runs its T steps
+        from .denoiser import export_denoiser_bundle
+
+        return export_denoiser_bundle(run, out, opts, log=log)
     model = run.build_model(ema=True)
     traj = training_data(run, opts.data)
     if traj is None:

@@ -204,10 +204,13 @@ def format_eval(report: dict) -> str:
 @click.option("--rate", "control_rate_hz", type=click.FloatRange(min=1.0), default=50.0, show_default=True,
               help="control rate the bundle is meant for (Hz)")
 @click.option("--force", is_flag=True, help="write the bundle even if int8 exceeds the error budget")
+@click.option("--sample-steps", type=click.IntRange(min=1), default=None,
+              help="diffusion runs: the bundle's default denoising steps T (default: the run's "
+                   "diffusion.sample_steps); ignored for drift runs")
 @friendly_errors
 def export_cmd(run_dir, out, fmt, quantize, candidates, calib_samples, data_path, activations, keep_float, int8_ops,
                budget_first_action_frac, closed_loop_episodes, save_calibration, int8_only, control_rate_hz,
-               force) -> None:
+               force, sample_steps) -> None:
     """Export a trained run to a parity-checked bundle (ONNX / TFLite, fp32 / int8)."""
     from export.pipeline import ExportOptions, export_bundle
 
@@ -216,7 +219,7 @@ def export_cmd(run_dir, out, fmt, quantize, candidates, calib_samples, data_path
                          control_rate_hz=control_rate_hz, force=force, data=data_path, activations=activations,
                          keep_float=keep_float, int8_ops=int8_ops, budget_first_action_frac=budget_first_action_frac,
                          closed_loop_episodes=closed_loop_episodes, save_calibration=save_calibration,
-                         int8_only=int8_only)
+                         int8_only=int8_only, sample_steps=sample_steps)
     export_bundle(run_dir, out, opts, log=lambda m: click.echo(m, err=True))
 
 
@@ -288,6 +291,22 @@ def bench_cmd(bundle, backend, threads, candidates, runs, warmup, rate_hz, compa
         cmd = f"Command: `{report['command']}`\n\n" if report["command"] else ""
         atomic_write_text(md, cmd + text + "\n")
         click.echo(f"report: {out} (table: {md})")
+
+
+# ---- demo -----------------------------------------------------------------------------------------
+@cli.command("demo")
+@click.option("--out", type=click.Path(file_okay=False), default="out/demo", show_default=True)
+@click.option("--quick", is_flag=True, help="tiny sizes (under 3 minutes; what CI runs): a smoke test, not results")
+@click.option("--fresh", is_flag=True, help="delete --out first (otherwise finished stages are reused)")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@friendly_errors
+def demo_cmd(out, quick, fresh, threads) -> None:
+    """The whole product end to end: data, train, eval, int8 export, latency, serial closed loop, report."""
+    from .demo import DemoConfig, run_demo
+
+    cfg = DemoConfig.quick() if quick else DemoConfig()
+    cfg.threads = threads
+    run_demo(out, cfg, fresh=fresh, log=lambda m: click.echo(m, err=True))
 
 
 def main(argv=None) -> None:

@@ -42,3 +42,15 @@ def tiny_bundle(tmp_path_factory, tiny_run, cli_env):
     out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
     subprocess.run(kdp_cmd("export", str(tiny_run), "--out", str(out)), check=True, env=cli_env, capture_output=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion_run(tiny_run, cli_env):
+    """A barely trained diffusion run (30 steps, MLP default) on :func:`tiny_run`'s data."""
+    import subprocess
+
+    run = tiny_run.parent / "diffusion-run"
+    subprocess.run(kdp_cmd("train", "--method", "diffusion", "--data", str(tiny_run.parent / "umaze.hdf5"), "--out",
+                           str(run), "--steps", "30", "--threads", "1", "--quiet"),
+                   check=True, env=cli_env, capture_output=True)
+    return run

@@ -4,9 +4,12 @@
     planner = Planner.load("bundle/", backend="onnx", threads=1)
     plan = planner.plan(obs, goal)      # plan.action, plan.window, plan.scores, plan.latency_ms
 
+Diffusion (denoiser) bundles load as :class:`DiffusionPlanner` through the same ``Planner.load``.
+
 Nothing here imports torch, a simulator or scipy.
 """
 
+from .diffusion import DiffusionPlanner
 from .planner import Plan, PlanInputError, Planner, PlanOutputError
 
-__all__ = ["Plan", "Planner", "PlanInputError", "PlanOutputError"]
+__all__ = ["DiffusionPlanner", "Plan", "Planner", "PlanInputError", "PlanOutputError"]

@@ -279,7 +279,12 @@ def torch_planner(bundle_dir: str | Path, k: int, threads: int = 1, seed: int = 
     ckpt = run_dir / "checkpoint.pt"
     f = ModelFile(path=str(ckpt), format="torch", precision="fp32", bytes=ckpt.stat().st_size,
                   notes="source checkpoint (optimiser state included in the size)")
+    d = bundle.manifest.diffusion
+    if d and hasattr(model, "set_sampler"):  # diffusion bundle: torch runs the bundle's sampler and T
+        model.set_sampler(d.get("sampler"), d.get("sample_steps"))
+        f.role = "denoiser"
     planner = Planner(bundle, f, TorchBackend(model, threads), k, seed)
+    planner.passes = d.get("sample_steps", 1) if d else 1
     planner.warm_up(warmup)
     return planner
 

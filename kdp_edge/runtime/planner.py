@@ -91,8 +91,16 @@ def make_backend(bundle: Bundle, f: ModelFile, threads: int, providers: list | N
     raise BundleError(f"unknown model format {f.format}")
 
 
+def is_denoiser_bundle(bundle: Bundle) -> bool:
+    """A diffusion bundle: its model files are denoisers (T passes per plan), not generators."""
+    roles = {f.role for f in bundle.manifest.files}
+    return "denoiser" in roles and "generator" not in roles
+
+
 class Planner:
     """Plans from a bundle. Build with :meth:`load` (validates the bundle and warms up)."""
+
+    role = "generator"  # the ModelFile.role this planner runs
 
     def __init__(self, bundle: Bundle, model: ModelFile, backend, candidates: int, seed: int = 0):
         m = bundle.manifest
@@ -108,20 +116,35 @@ class Planner:
     @classmethod
     def load(cls, bundle_dir: str | Path, backend: str = "onnx", precision: str | None = None, threads: int = 1,
              providers: list | None = None, candidates: int | None = None, seed: int = 0, warmup: int = 20,
-             verify: bool = True) -> Planner:
+             verify: bool = True, sample_steps: int | None = None) -> Planner:
         """Load and verify ``bundle_dir`` and warm up (``warmup`` model calls).
 
         backend: ``onnx`` (dynamic K) or ``tflite`` (needs a file exported for K = ``candidates``).
         precision: ``fp32``, ``int8``, ``int8-dynamic``, or None to prefer int8 when the bundle has it.
         threads: model threads (1 = one core). providers: onnxruntime execution providers
         (default CPU). candidates: K (default the bundle's ``default_candidates``). seed: noise RNG.
+        Diffusion bundles (model files with role ``denoiser``) load as
+        :class:`~kdp_edge.runtime.diffusion.DiffusionPlanner`, T denoiser passes per plan;
+        sample_steps: their T (default the bundle's), ignored for generator bundles.
         Raises BundleError (missing/corrupt bundle, no matching file) or MissingExtraError.
         """
         if backend not in BACKENDS:
             raise BundleError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}")
         bundle = load_bundle(bundle_dir, verify=verify)
+        if cls is Planner and is_denoiser_bundle(bundle):
+            from .diffusion import DiffusionPlanner
+
+            cls = DiffusionPlanner
+        return cls.from_bundle(bundle, backend, precision, threads, providers, candidates, seed, warmup,
+                               sample_steps=sample_steps)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, backend: str = "onnx", precision: str | None = None, threads: int = 1,
+                    providers: list | None = None, candidates: int | None = None, seed: int = 0,
+                    warmup: int = 20, sample_steps: int | None = None) -> Planner:
+        """:meth:`load` for an already loaded bundle (``sample_steps``: denoiser planners only)."""
         k = candidates or bundle.manifest.default_candidates
-        f = bundle.select(backend, precision, k)
+        f = bundle.select(backend, precision, k, role=cls.role)
         planner = cls(bundle, f, make_backend(bundle, f, threads, providers), k, seed)
         planner.warm_up(warmup)
         return planner
@@ -169,16 +192,20 @@ class Planner:
         obs = self._check("obs", obs, m.obs_dim)
         goal = self._check("goal", goal, m.goal_dim) if m.goal_dim else None
         noise = self.sample_noise() if noise is None else self._check_noise(noise)
-        t1 = time.perf_counter()
-        windows = self.generate(obs, goal, noise)
-        t2 = time.perf_counter()
+        windows, model_s = self._generate_timed(obs, goal, noise)
         scores = self.score(windows, goal)
         choice = int(np.argmax(scores))
         action = select_action(windows[choice], obs, m.obs_dim, m.protocol, m.lookahead,
                                pos_dims=tuple(self.scorer.spec.pos_dims))
         action = self.clip(action)
         return Plan(action=action, window=windows[choice], scores=scores, choice=choice, candidates=windows,
-                    latency_ms=1e3 * (time.perf_counter() - t0), model_ms=1e3 * (t2 - t1))
+                    latency_ms=1e3 * (time.perf_counter() - t0), model_ms=1e3 * model_s)
+
+    def _generate_timed(self, obs, goal, noise) -> tuple[np.ndarray, float]:
+        """:meth:`generate` and the seconds spent in the model (all of it here: one pass)."""
+        t0 = time.perf_counter()
+        windows = self.generate(obs, goal, noise)
+        return windows, time.perf_counter() - t0
 
     def score(self, windows: np.ndarray, goal: np.ndarray | None) -> np.ndarray:
         """Scores [K] (higher is better) of candidate windows [K, H, D]; non-finite candidates get -inf."""
