@@ -34,7 +34,7 @@ def merge_rows(path: Path, new_rows: list[dict]) -> list[dict]:
     old_rows = old.get("rows", [])
     for r in old_rows:
         r.setdefault("command", old.get("command", "?"))
-    ident = lambda r: (r["maze"], r["key"], r["protocol"], r.get("dwell", 0))  # noqa: E731
+    ident = lambda r: (r["maze"], r["key"], r["protocol"], r.get("dwell", 0), r.get("tag", ""))  # noqa: E731
     fresh = {ident(r) for r in new_rows}
     kept = [r for r in old_rows if ident(r) not in fresh]
     order = {"umaze": 0, "medium": 1, "large": 2}
@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--data-steps", type=int, default=1_000_000)
     ap.add_argument("--noise", type=float, default=0.3)
     ap.add_argument("--dwell", type=int, default=0, help="data: hold 0..N steps at each reached goal (0: D4RL)")
+    ap.add_argument("--tag", default="", help="suffix of the run directories (e.g. the model variant)")
     ap.add_argument("--steps", type=int, default=10_000, help="training steps")
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--protocols", nargs="+", default=["tracker", "own-actions"])
@@ -64,7 +65,7 @@ def main() -> None:
             kdp("data", "pointmaze", "--maze", maze, "--steps", str(args.data_steps), "--noise", str(args.noise),
                 "--dwell", str(args.dwell), "--out", str(data))
         for key in args.keys:
-            run = out / f"{maze}-{key.replace('+', '_')}{tag}"
+            run = out / f"{maze}-{key.replace('+', '_')}{tag}{'-' + args.tag if args.tag else ''}"
             t0 = time.perf_counter()
             if not (run / "checkpoint.pt").exists():
                 kdp("train", "--data", str(data), "--out", str(run), "--key", key, "--steps", str(args.steps),
@@ -81,7 +82,7 @@ def main() -> None:
                         "--threads", str(args.threads), "--quiet")
                 rep = json.loads(rep_path.read_text())
                 rows.append({
-                    "maze": maze, "key": key, "protocol": proto, "dwell": args.dwell, "train_steps": rep["checkpoint"]["step"],
+                    "maze": maze, "key": key, "protocol": proto, "dwell": args.dwell, "tag": args.tag, "train_steps": rep["checkpoint"]["step"],
                     "train_seconds_this_invocation": round(train_s, 1),
                     "train_steps_per_s": metrics[-1].get("steps_per_s"),
                     "parameters": rep["checkpoint"]["parameters"],

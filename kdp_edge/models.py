@@ -24,7 +24,7 @@ class ModelConfig:
     channels: list[int] = field(default_factory=lambda: [64, 128, 192])  # U-Net widths per level
     kernel: int = 5
     cond_dim: int = 128  # width of the condition embedding
-    mlp_hidden: int = 512
+    mlp_hidden: int = 320
     mlp_layers: int = 3
     activation: str = "silu"  # "silu" or "relu" (both quantise well; see docs/EDGE notes)
     overwrite_first_state: bool = True  # copy the condition's state into step 0 of the window

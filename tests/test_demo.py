@@ -1,0 +1,37 @@
+"""`kdp-edge demo --quick` end to end: every artefact exists and parses (the README's main job)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import kdp_cmd
+
+
+@pytest.mark.slow
+def test_demo_quick_writes_every_artefact(tmp_path, cli_env):
+    pytest.importorskip("litert_torch", reason="the demo exports TFLite: install the tflite extra")
+    out = tmp_path / "demo"
+    r = subprocess.run(kdp_cmd("demo", "--quick", "--out", str(out)), env=cli_env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for stage in ("data", "train", "eval", "export", "diffusion", "bench", "run"):
+        assert f"] {stage}:" in r.stderr, f"no progress line for stage {stage}"
+    for name in ("eval.json", "bench.json", "bench-vs-diffusion.json", "run-summary.json", "bundle/bundle.json",
+                 "diffusion-bundle/bundle.json"):
+        json.loads((out / name).read_text())
+    for png in ("rollouts.png", "latency.png", "parity.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    lines = (out / "run.jsonl").read_text().splitlines()
+    assert lines and all("plan_ms" in json.loads(x) for x in lines)
+    report = (out / "report.md").read_text()
+    for section in ("Closed loop (PointMaze UMaze)", "fp32 vs int8 parity", "On-device latency", "KDP vs diffusion",
+                    "serial link", "Commands"):
+        assert section in report, section
+    man = json.loads((out / "bundle" / "bundle.json").read_text())
+    assert {(f["format"], f["precision"]) for f in man["files"]} >= {("onnx", "int8"), ("tflite", "int8")}
+    # a second invocation reuses every stage and regenerates the report
+    r2 = subprocess.run(kdp_cmd("demo", "--quick", "--out", str(out)), env=cli_env, capture_output=True, text=True,
+                        timeout=300)
+    assert r2.returncode == 0 and r2.stderr.count("already done") >= 7
