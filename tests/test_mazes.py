@@ -13,7 +13,7 @@ def nine_point_in_wall(maze: Maze, xy: np.ndarray, margin: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["umaze", "medium", "large"])
-@pytest.mark.parametrize("margin", [0.0, 0.05, 0.2, 0.6])
+@pytest.mark.parametrize("margin", [0.0, 0.05, 0.07, 0.2, 0.6])
 def test_fast_in_wall_equals_the_nine_point_test(name, margin):
     maze = Maze.named(name)
     rng = np.random.default_rng(0)
