@@ -58,6 +58,7 @@ def compare(reference: Generate, exported: Generate, feeds: list[dict[str, np.nd
     lo, hi = manifest.action_slice
     rng_width = (np.asarray(manifest.action_high, np.float64) - np.asarray(manifest.action_low, np.float64)
                  if manifest.action_low else np.ones(manifest.act_dim))
+    rng_width = np.maximum(rng_width, 1e-6)  # a constant action dimension must not divide by zero
     errs, act_errs, first_errs, refmax = [], [], [], 0.0
     same, top3, regret = 0, 0, 0.0
     for f in feeds:
@@ -74,7 +75,7 @@ def compare(reference: Generate, exported: Generate, feeds: list[dict[str, np.nd
             pick = int(np.argmax(s_out))
             best = s_ref[pick] >= np.max(s_ref)  # a torch-best candidate (ties count as agreement)
             same += int(best)
-            top3 += int(best or s_ref[pick] >= np.sort(s_ref)[-3])
+            top3 += int(best or s_ref[pick] >= np.sort(s_ref)[-min(3, len(s_ref))])
             regret += float(np.max(s_ref) - s_ref[pick])
     e, a, fa = np.concatenate(errs), np.concatenate(act_errs), np.concatenate(first_errs)
     n = len(feeds)

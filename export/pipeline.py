@@ -110,10 +110,29 @@ def manifest_for_run(run, model, opts: ExportOptions, action_low=None, action_hi
         action_high=[float(x) for x in action_high] if action_high is not None else [],
         key=dict(run.cfg.drift.key.__dict__), scoring=ScoringSpec.for_env(info.env).to_dict(),
         default_candidates=opts.candidates, control_rate_hz=opts.control_rate_hz, protocol=opts.protocol,
+        step_dt_s=step_dt_for_env(info.env),
         inputs=["obs", "goal", "noise"] if info.goal_dim else ["obs", "noise"],
         source_checkpoint={"run_dir": str(run.run_dir), "sha256": sha256_file(run.run_dir / "checkpoint.pt"),
                            "step": info.step, "weights": "EMA"},
     )
+
+
+def step_dt_for_env(env: str) -> float:
+    """Seconds between window steps (the data's rate): PointMaze data steps are one 10 ms mujoco
+    step; 0 (unknown) makes the runtime assume one control period per step."""
+    return 0.01 if env.startswith("pointmaze") else 0.0
+
+
+def check_out_dir(out: Path, run_dir: Path) -> None:
+    """Refuse an ``--out`` that is not (or not yet) a bundle: export replaces it, so it must never be
+    the run, a folder holding the run, or a non-empty folder of something else."""
+    out_r, run_r = out.resolve(), Path(run_dir).resolve()
+    if out_r == run_r or out_r in run_r.parents:
+        raise ExportError(f"--out {out} is (or contains) the run directory {run_dir}; the export would replace it. "
+                          "Choose a separate bundle directory, e.g. --out bundles/NAME")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "bundle.json").exists())):
+        raise ExportError(f"--out {out} exists and is not a kdp-edge bundle (no bundle.json); the export replaces "
+                          "its target, so it refuses to touch this one. Choose a new or empty directory")
 
 
 def data_path(run, override: str | None = None) -> str:
@@ -456,6 +475,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, opts: ExportOptions, log
 
     t0 = time.perf_counter()
     validate_options(opts)
+    check_out_dir(Path(out), Path(run_dir))
     if "tflite" in opts.formats:
         from .tflite_export import require_tflite_export
 
@@ -520,11 +540,17 @@ def add_model(manifest: BundleManifest, f: ModelFile, rep: ParityReport, log=pri
 
 
 def replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished bundle ``src`` onto ``dst``; an existing ``dst`` is swapped out, then removed."""
+    """Move the finished bundle ``src`` onto ``dst``. An existing bundle at ``dst`` is renamed aside
+    first, restored if the move fails, and removed only after the new bundle is in place."""
     old = None
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
         os.replace(dst, old)
-    os.replace(src, dst)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        if old is not None:
+            os.replace(old, dst)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

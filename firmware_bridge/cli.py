@@ -217,8 +217,8 @@ def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, of
     click.echo(format_summary(summary))
     if log_path:
         click.echo(f"per-cycle log: {log_path}")
-    if summary["stopped_by"] not in ("end",):
-        raise SystemExit(130)
+    if summary["stopped_by"] != "end":
+        raise SystemExit(143 if summary["stopped_by"] == "SIGTERM" else 130)
 
 
 def register(group: click.Group) -> None:

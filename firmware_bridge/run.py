@@ -166,17 +166,29 @@ def run(bundle: str, opts: RunOptions, log=print) -> dict:
     """Run the closed loop; returns the summary (see module docstring)."""
     from kdp_edge.runtime import Planner
 
+    stop = {"signal": None}
+
+    def _on_signal(signum, _frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(bundle, opts, log, stop, Planner)
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+
+
+def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
     planner = Planner.load(bundle, backend=opts.backend, precision=opts.precision, threads=opts.threads,
                            candidates=opts.candidates, seed=opts.seed)
     m = planner.manifest
     if opts.slow_plan_ms > 0:
         planner = _SlowPlanner(planner, opts.slow_plan_ms)
     rate = opts.rate_hz or m.control_rate_hz
-    stop = {"signal": None}
-
-    def _on_signal(signum, _frame):
-        stop["signal"] = signal.Signals(signum).name
-
+    if m.step_dt_s and abs(rate * m.step_dt_s - 1.0) > 0.01:
+        log(f"note: the plans' steps are {1e3 * m.step_dt_s:g} ms apart (the training data's rate) but the loop runs at "
+            f"{rate:g} Hz; each action is held for {1e3 / rate:.1f} ms (pass --rate {1 / m.step_dt_s:g} to match)")
     with ExitStack() as stack:
         sim = None
         port = opts.port
@@ -196,7 +208,7 @@ def run(bundle: str, opts: RunOptions, log=print) -> dict:
             sim.plant.next_start = sim.starts[0]
             sim.robot.reset_plant()
         goal = np.asarray(opts.goal, np.float32) if opts.goal else (sim.goal.astype(np.float32) if sim else None)
-        if m.goal_dim and (goal is None or len(goal) != m.goal_dim):
+        if m.goal_dim and (goal is None or len(goal) != m.goal_dim or not np.isfinite(goal).all()):
             raise RunError(f"the bundle is goal-conditioned ({m.goal_dim} goal values): pass --goal "
                            + ",".join(["X"] * m.goal_dim))
         cfg = LoopConfig(rate_hz=rate, sync=opts.sync, offset_s=opts.offset_ms / 1e3, deadline_frac=opts.deadline_frac)
@@ -216,8 +228,6 @@ def run(bundle: str, opts: RunOptions, log=print) -> dict:
                    "actions_refused_stale", "disconnects", "reconnects", "write_timeouts", "watchdog_trips_seen")
         link_stats = lambda: {k: v for k, v in link.stats.items() if k in rx_keys and v}  # noqa: E731
         loop = ControlLoop(planner, SerialLoopIO(link), cfg, goal, on_cycle, link_stats)
-        old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        stack.callback(lambda: [signal.signal(s, h) for s, h in old.items()])
         log(f"planning with {planner.describe()} at {rate:g} Hz ({opts.sync} sync); Ctrl-C stops")
         t_end = None if opts.duration_s is None else time.monotonic() + opts.duration_s
         while stop["signal"] is None:
@@ -233,6 +243,7 @@ def run(bundle: str, opts: RunOptions, log=print) -> dict:
                 episode["i"] += 1
                 if episode["i"] >= opts.episodes and opts.duration_s is None and opts.cycles is None:
                     break
+                link.send_stop()  # the last episode's action must not drive the new start
                 sim.plant.next_start = sim.starts[episode["i"] % len(sim.starts)]
                 sim.robot.reset_plant()
                 loop.newest = None  # plans of the previous episode are not a fallback for this one

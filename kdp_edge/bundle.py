@@ -135,6 +135,22 @@ class BundleManifest:
                 raise BundleError(f"{where}: {name} must be a non-negative integer")
         if m.horizon < 1 or m.act_dim < 1 or m.obs_dim < 1:
             raise BundleError(f"{where}: horizon, obs_dim and act_dim must be at least 1")
+        problems = []
+        if (m.action_low or m.action_high) and not (len(m.action_low) == len(m.action_high) == m.act_dim):
+            problems.append(f"action_low/action_high need {m.act_dim} values each")
+        elif any(lo > hi for lo, hi in zip(m.action_low, m.action_high, strict=True)):
+            problems.append("action_low exceeds action_high")
+        if m.protocol not in ("own-actions", "tracker"):
+            problems.append(f"unknown protocol {m.protocol!r}")
+        if not m.control_rate_hz > 0 or m.step_dt_s < 0:
+            problems.append("control_rate_hz must be > 0 and step_dt_s >= 0")
+        if m.default_candidates < 1:
+            problems.append("default_candidates must be at least 1")
+        for f in m.files:
+            if Path(f.path).is_absolute() or ".." in Path(f.path).parts:
+                problems.append(f"file path {f.path!r} points outside the bundle")
+        if problems:
+            raise BundleError(f"{where}: invalid manifest ({'; '.join(problems)}); re-export the bundle")
         return m
 
 
@@ -157,8 +173,9 @@ class Bundle:
         order = [precision] if precision else ["int8", "int8-dynamic", "fp32"]
         for p in order:
             for f in pool:
-                if f.precision == p:
-                    return f
+                over_budget = self.manifest.parity.get(f.path, {}).get("within_budget") is False
+                if f.precision == p and not (over_budget and precision is None):
+                    return f  # a model exported over its error budget (--force) only when asked for by name
         have = ", ".join(f"{f.path} ({f.format} {f.precision}, K={f.candidates or 'any'})"
                          for f in self.manifest.files) or "none"
         want = f"{format} {precision or 'any precision'}" + (f" for K={candidates}" if candidates else "")

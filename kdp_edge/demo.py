@@ -63,22 +63,30 @@ class Stage:
         self.times: dict[str, float] = {}
         self.commands: dict[str, list[str]] = {}
 
-    def run(self, name: str, *args: str, done: Path | None = None, env: dict | None = None) -> None:
-        """Run ``kdp-edge args`` unless ``done`` exists; the command's own progress goes to stderr."""
+    def run(self, name: str, *args: str, done=None, env: dict | None = None) -> None:
+        """Run ``kdp-edge args`` unless ``done`` (a path that exists, or a callable returning True)
+        says the stage is finished; the command's own progress goes to stderr."""
         self.i += 1
         cmd = [sys.executable, "-m", "kdp_edge.cli", *args]
         shown = "kdp-edge " + shlex.join(args)
         self.commands.setdefault(name, []).append(shown)
-        if done is not None and done.exists():
-            self.log(f"[{self.i}/{self.n_total}] {name}: already done ({done}), skipping")
+        finished = done() if callable(done) else (done is not None and done.exists())
+        if finished:
+            self.log(f"[{self.i}/{self.n_total}] {name}: already done, skipping")
             return
         self.log(f"[{self.i}/{self.n_total}] {name}: {shown}")
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env or os.environ.copy(), stdout=subprocess.PIPE, text=True)
-        self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
         (self.out / "logs").mkdir(exist_ok=True)
         with open(self.out / "logs" / f"{name}.txt", "a", encoding="utf-8") as fh:
-            fh.write(f"$ {shown}\n{proc.stdout}\n")
+            fh.write(f"$ {shown}\n")
+            fh.flush()
+            # stdout (results) to the log; stderr (progress, errors) to the terminal and the log
+            proc = subprocess.Popen(cmd, env=env or os.environ.copy(), stdout=fh, stderr=subprocess.PIPE, text=True)
+            for line in proc.stderr:
+                sys.stderr.write(line)
+                fh.write(line)
+            proc.wait()
+        self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
         if proc.returncode != 0:
             raise KDPError(f"demo stage '{name}' failed (exit {proc.returncode}): {shown}\n"
                            f"its output is in {self.out / 'logs' / (name + '.txt')}; fix the cause and re-run "
@@ -89,10 +97,20 @@ class Stage:
 def run_demo(out: str | Path, cfg: DemoConfig, fresh: bool = False, log=print) -> Path:
     """Run every stage into ``out`` and write ``out/report.md``; returns its path."""
     out = Path(out)
+    marker = out / "demo-config.json"
     if fresh and out.exists():
+        if any(out.iterdir()) and not marker.exists():
+            raise KDPError(f"--fresh would delete {out}, which is not a demo output folder (no demo-config.json); "
+                           "pass another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "demo-config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    want = {k: v for k, v in asdict(cfg).items() if k != "threads"}
+    if marker.exists():
+        have = {k: v for k, v in json.loads(marker.read_text()).items() if k != "threads"}
+        if have != want:
+            raise KDPError(f"{out} holds a demo made with other settings ({'quick' if have.get('quick_mode') else 'full'} "
+                           "mode); re-run with --fresh to start over, or pass another --out")
+    marker.write_text(json.dumps(asdict(cfg), indent=2))
     env = os.environ.copy()
     env.setdefault("OMP_NUM_THREADS", str(cfg.threads))
     st = Stage(out, 9, log)
@@ -103,16 +121,24 @@ def run_demo(out: str | Path, cfg: DemoConfig, fresh: bool = False, log=print) -
 
     st.run("data", "data", "pointmaze", "--maze", "umaze", "--steps", str(cfg.data_steps), "--noise", str(cfg.noise),
            "--dwell", str(cfg.dwell), "--out", str(data), done=data, env=env)
-    st.run("train", "train", "--data", str(data), "--out", str(run_dir), "--steps", str(cfg.train_steps),
-           "--threads", th, "--quiet", done=run_dir / "checkpoint.pt", env=env)
+    if (run_dir / "checkpoint.pt").exists():  # an interrupted demo: continue training where it stopped
+        st.run("train", "train", "--resume", "--out", str(run_dir), "--steps", str(cfg.train_steps), "--quiet",
+               done=lambda: _trained(run_dir, cfg.train_steps), env=env)
+    else:
+        st.run("train", "train", "--data", str(data), "--out", str(run_dir), "--steps", str(cfg.train_steps),
+               "--threads", th, "--quiet", env=env)
     st.run("eval", "eval", str(run_dir), "--env", "pointmaze-umaze", "--episodes", str(cfg.episodes),
            "--protocol", "own-actions", "--threads", th, "--quiet", "--out", str(out / "eval.json"),
            "--plot", str(out / "rollouts.png"), done=out / "eval.json", env=env)
     st.run("export", "export", str(run_dir), "--format", "all", "--quantize", "int8", "--out", str(bundle),
            "--closed-loop-episodes", str(cfg.closed_loop_episodes), "--rate", str(cfg.run_rate_hz),
            done=bundle / "bundle.json", env=env)
-    st.run("diffusion", "train", "--method", "diffusion", "--data", str(data), "--out", str(diff_run),
-           "--steps", str(cfg.diffusion_steps), "--threads", th, "--quiet", done=diff_run / "checkpoint.pt", env=env)
+    if (diff_run / "checkpoint.pt").exists():
+        st.run("diffusion", "train", "--resume", "--out", str(diff_run), "--steps", str(cfg.diffusion_steps), "--quiet",
+               done=lambda: _trained(diff_run, cfg.diffusion_steps), env=env)
+    else:
+        st.run("diffusion", "train", "--method", "diffusion", "--data", str(data), "--out", str(diff_run),
+               "--steps", str(cfg.diffusion_steps), "--threads", th, "--quiet", env=env)
     st.run("diffusion", "export", str(diff_run), "--out", str(diff_bundle), "--sample-steps", str(cfg.diffusion_T),
            "--closed-loop-episodes", "0", done=diff_bundle / "bundle.json", env=env)
     st.run("bench", "bench", str(bundle), "--backend", "onnx,tflite", "-k", "16", "--runs", str(cfg.bench_runs),
@@ -123,7 +149,7 @@ def run_demo(out: str | Path, cfg: DemoConfig, fresh: bool = False, log=print) -
            "--out", str(out / "bench-vs-diffusion.json"), "--quiet", done=out / "bench-vs-diffusion.json", env=env)
     st.run("run", "run", str(bundle), "--port", "sim://pointmaze-umaze", "--rate", str(cfg.run_rate_hz),
            "--episodes", str(cfg.run_episodes), "--log", str(out / "run.jsonl"), "--summary", str(out / "run-summary.json"),
-           done=out / "run-summary.json", env=env)
+           done=lambda: _load(out / "run-summary.json").get("stopped_by") == "end", env=env)
     parity_plot(bundle, out / "parity.png")
     report = write_report(out, cfg, st, time.perf_counter() - t_start)
     log(f"report: {report}")
@@ -169,6 +195,11 @@ def parity_plot(bundle: Path, path: Path, n: int = 64) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _trained(run_dir: Path, steps: int) -> bool:
+    info = _load(run_dir / "run.json")
+    return (run_dir / "checkpoint.pt").exists() and info.get("step", 0) >= steps
 
 
 def _load(path: Path) -> dict:

@@ -90,7 +90,7 @@ def test_fresh_plans_execute_their_first_step_tagged_with_their_state():
     assert loop.counts["deadline_misses"] == 0
 
 
-def test_slow_plan_falls_back_to_the_previous_plans_next_step():
+def test_late_plan_is_not_executed_as_fresh_but_at_its_due_step():
     planner = FakePlanner()
     io = ListIO([np.zeros(OBS)] * 4)
     loop = make_loop(planner, io, rate=100.0)  # 10 ms period, step_dt 10 ms
@@ -100,12 +100,21 @@ def test_slow_plan_falls_back_to_the_previous_plans_next_step():
     rec = loop.step()
     assert rec.deadline_miss and rec.source == "fallback"
     action, seq = io.sent[-1]
-    assert int(action[0]) == 1, "a late plan must not be executed as if it were fresh"
-    assert int(action[1]) >= 3, "fallback executes the step of plan 1 that is due now (~4 cycles later)"
+    assert int(action[0]) == 2, "the late plan is the newest: the fallback uses it"
+    assert int(action[1]) >= 2, "...at the step due now (25 ms after its observation), never its first step"
     assert seq == 2, "the fallback action is tagged with the newest state"
     planner.sleep_s = 0.0
     loop.step()
-    assert int(io.sent[-1][0][0]) == 3 and loop.counts["deadline_misses"] == 1
+    assert int(io.sent[-1][0][0]) == 3 and int(io.sent[-1][0][1]) == 0 and loop.counts["deadline_misses"] == 1
+
+
+def test_without_new_states_the_newest_plan_keeps_running():
+    io = ListIO([np.zeros(OBS), None, None])
+    loop = make_loop(FakePlanner(), io, rate=100.0)
+    recs = [loop.step() for _ in range(3)]
+    assert [r.source for r in recs] == ["plan", "fallback", "fallback"]
+    assert [int(a[1]) for a, _ in io.sent] == [0, 1, 2], "one plan step per 10 ms period"
+    assert all(int(a[0]) == 1 for a, _ in io.sent)
 
 
 def test_fallback_never_runs_past_the_horizon():

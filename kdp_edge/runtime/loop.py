@@ -12,8 +12,10 @@ Each cycle:
    effect: ``round((now + offset_s - t_obs) / step_dt)`` steps after the observation
    (``offset_s`` = known actuation latency). If the plan finished after the cycle's deadline
    (``deadline_frac`` of the period after the cycle start), the cycle is a **deadline miss**: the
-   late plan is not executed as if it were fresh; instead the next due step of the newest plan is
-   executed, indexed by time since *its* observation (receding-horizon fallback). The action is
+   late plan is not executed as if it were fresh (its first step is already past); instead the
+   step of the newest plan (the late one) that is due now is executed, indexed by time since *its*
+   observation (receding-horizon fallback). Fallback steps are the plan's own actions, whatever the
+   bundle's protocol (a tracker would need a fresh observation). The action is
    always tagged with the newest observation's sequence number, so the controller never acts on a
    stale command; once the newest plan's horizon is exhausted, nothing is sent and the
    controller's watchdog zeroes its outputs after ``valid_for_ms``.
@@ -206,9 +208,8 @@ class ControlLoop:
         else:
             if miss:
                 self.counts["deadline_misses"] += 1
+                self.newest = (plan, obs)  # late, but the newest: its step due now is the fallback
             action, idx = self.fallback_action(now)
-            if plan is not None:  # late, but newer than the one we fall back on: next cycles use it
-                self.newest = (plan, obs)
             source = "fallback" if action is not None else "none"
             if action is None and self.newest is not None:
                 event = f"{event}+horizon_exhausted" if event else "horizon_exhausted"
