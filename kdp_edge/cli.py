@@ -82,9 +82,15 @@ def data_pointmaze(maze, steps, noise, seed, arrive_radius, dwell, out) -> None:
 @click.option("--threads", type=click.IntRange(min=0), default=None, help="torch threads (0: default)")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--quiet", is_flag=True, help="no progress line")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="data-parallel processes on this machine (launches torch.distributed.run; optim.conditions "
+                   "is per process). Multi-node: run torchrun yourself, see docs/ddp.md")
 @friendly_errors
-def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, threads, resume, quiet) -> None:
+def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, threads, resume, quiet,
+          nproc) -> None:
     """Train a KDP generator (or the diffusion baseline); writes checkpoint, config and metrics to --out."""
+    import os
+
     from .checkpoint import load_run
     from .config import TrainConfig, load_config_file, merge
     from .drift import KEY_KINDS
@@ -99,6 +105,9 @@ def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, 
         if (Path(out) / "checkpoint.pt").exists():
             raise KDPError(f"{out} already holds a run; use --resume to continue it or choose another --out")
         base = TrainConfig().to_dict()
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        _launch_ddp(nproc, data=data_path, out=out, config=config_file, method=method, key=key, arch=arch,
+                    steps=steps, horizon=horizon, seed=seed, threads=threads, resume=resume, quiet=quiet)
     if config_file:
         base = merge(base, load_config_file(config_file))
     over: dict = {}
@@ -117,6 +126,32 @@ def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, 
             over[name] = val
     cfg = TrainConfig.from_dict(merge(base, over))
     Trainer(cfg, out, prior=prior, log=lambda m: click.echo(m, err=True)).run(progress=not quiet)
+
+
+def _launch_ddp(nproc: int, **opts) -> None:
+    """Re-run this ``train`` command under ``python -m torch.distributed.run --standalone``; exits with its code."""
+    import signal
+    import subprocess
+
+    args = []
+    for name, val in opts.items():
+        if val is True:
+            args.append(f"--{name}")
+        elif val is not None and val is not False:  # (0 is a value: --seed 0)
+            args += [f"--{name}", str(val)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "kdp_edge.train", *args]
+    click.echo(f"launching: {' '.join(cmd[1:])}", err=True)
+    proc = subprocess.Popen(cmd)
+    old = signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+    try:
+        while True:
+            try:
+                sys.exit(proc.wait())
+            except KeyboardInterrupt:  # the terminal's SIGINT reached the workers too: wait for their checkpoint
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 # ---- eval -----------------------------------------------------------------------------------------

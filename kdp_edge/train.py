@@ -4,12 +4,38 @@ Each step: draw G conditions from the dataset windows, fetch each condition's P 
 windows (kNN in condition space, index built once), generate N windows per condition in one
 batched pass, and regress on the keyed drift target (:mod:`kdp_edge.drift`). AdamW, EMA, gradient
 clipping, JSONL metrics, atomic checkpoints and ``--resume``.
+
+Distributed data parallel (``torchrun --nproc_per_node N -m kdp_edge.train ...``, or
+``kdp-edge train --nproc N``; see docs/ddp.md). When ``WORLD_SIZE`` > 1 the trainer joins the process
+group (gloo: this trainer runs on CPU; ``KDP_DDP_BACKEND`` overrides) and wraps the generator in
+:class:`~torch.nn.parallel.DistributedDataParallel`:
+
+* every rank loads the whole dataset, fits the same normaliser and builds the same kNN positive
+  index; ``optim.conditions`` is *per rank* (global batch = world size x conditions);
+* each rank draws its own conditions and noise: its numpy and torch RNGs are re-derived from
+  (seed, rank, step) at start and on resume, so a checkpoint holds no per-rank state and resumes
+  under any world size (a single process resuming restores the saved rank-0 RNG state);
+* the drift field is computed per rank on its own batch. Negatives are NOT gathered across ranks:
+  the negatives of a generated window are the other samples of its own condition group (d- is
+  [G, N, N], mean-scaled per group), and a group lives entirely on one rank. Gathering would only
+  add cross-condition windows that the per-group field never uses, at the cost of an all-gather of
+  every generated batch. So the per-rank field equals the field of the same groups in one process;
+* DDP averages the gradients; clipping, AdamW and the EMA then see identical gradients on every
+  rank, so parameters and EMA stay identical (``KDP_DDP_DEBUG_DIR`` makes each rank write per-step
+  parameter hashes there; tests/test_ddp.py compares them);
+* checkpoints, metrics, logs and progress come from rank 0 only; the logged loss is the mean over ranks;
+* SIGINT/SIGTERM only set a flag; all ranks agree on it each step (one tiny all-reduce, together
+  with the loss), stop at the same step, rank 0 saves, everybody passes a barrier and exits 130.
+  No rank ever leaves while another waits in a collective.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import os
 import signal
 import sys
 import time
@@ -34,6 +60,27 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return o.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def _world() -> tuple[int, int]:
+    """(rank, world size) from the torchrun environment; (0, 1) for a plain process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _ddp_wrap(model):
+    """DDP around a thin module whose forward dispatches to a named method of ``model`` (DDP only
+    hooks ``forward``; the trainer calls ``generate_normalized`` / ``loss``)."""
+    import torch
+
+    class _Dispatch(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, name: str, *args):
+            return getattr(self.inner, name)(*args)
+
+    return torch.nn.parallel.DistributedDataParallel(_Dispatch(model))
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, prior: LoadedRun | None = None, log=print,
                  trajectories=None):
@@ -47,7 +94,15 @@ class Trainer:
         self.torch = torch
         self.cfg = cfg
         self.out = Path(out_dir)
-        self.log = log
+        self.rank, self.world = _world()
+        self.is_main = self.rank == 0
+        self.log = log if self.is_main else (lambda *_: None)
+        self.ddp = None
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group(os.environ.get("KDP_DDP_BACKEND", "gloo"))
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         if trajectories is not None:
@@ -85,10 +140,29 @@ class Trainer:
             torch.set_rng_state(prior.state["torch_rng"])
             self.info.created = prior.info.created
             self.log(f"resuming {self.out} at step {self.step}/{cfg.optim.steps}")
+        if self.world > 1:
+            self.ddp = _ddp_wrap(self.model)
+            self._reseed()
+            self.log(f"distributed: {self.world} ranks ({torch.distributed.get_backend()}), "
+                     f"{cfg.optim.conditions} conditions per rank")
+        self._debug_dir = os.environ.get("KDP_DDP_DEBUG_DIR") or None
         # a fixed probe set for sample metrics
         probe_rng = np.random.default_rng(12345)
         self.probe = self.ws.starts[probe_rng.choice(len(self.ws), size=min(64, len(self.ws)), replace=False)]
         self.probe_windows = self.ws.norm.denorm_window(self.ws.windows(self.probe))  # [64, H, D] raw
+
+    def _reseed(self) -> None:
+        """Per-rank numpy and torch RNGs derived from (seed, rank, step): distinct conditions and
+        noise on every rank, and nothing per rank that a checkpoint would have to hold."""
+        ss = np.random.SeedSequence([self.cfg.seed % 2**32, self.rank, self.step])
+        self.rng = np.random.default_rng(ss)
+        self.torch.manual_seed(int(ss.generate_state(1)[0]))
+
+    def _call(self, name: str, *args):
+        """``self.model.<name>(*args)``, through DDP when distributed (so gradients are averaged)."""
+        if self.ddp is not None:
+            return self.ddp(name, *args)
+        return getattr(self.model, name)(*args)
 
     # ---- one step -----------------------------------------------------------------------------
     def batch(self):
@@ -108,7 +182,7 @@ class Trainer:
         g, n = cfg.optim.conditions, cfg.optim.samples
         cond, pos, pos_cond = self.batch()
         noise = torch.randn(g * n, cfg.data.horizon, self.model.window_dim)
-        gen = self.model.generate_normalized(cond.repeat_interleave(n, dim=0), noise)
+        gen = self._call("generate_normalized", cond.repeat_interleave(n, dim=0), noise)
         gen = gen.reshape(g, n, *gen.shape[1:])
         return keyed_drift_loss(gen, cond, pos, pos_cond, cfg.drift)
 
@@ -120,7 +194,7 @@ class Trainer:
         starts = self.ws.starts[self.rng.integers(len(self.ws), size=diffusion_batch_size(self.cfg))]
         win = torch.from_numpy(self.ws.windows(starts))
         cond = torch.from_numpy(self.ws.conditions(starts))
-        return self.model.loss(win, cond)
+        return self._call("loss", win, cond)
 
     def train_step(self) -> dict[str, float]:
         torch, cfg = self.torch, self.cfg
@@ -172,9 +246,41 @@ class Trainer:
             "step": self.step, "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
         })
 
+    def _agree(self, stats: dict[str, float], flag: bool) -> bool:
+        """Distributed: one all-reduce of [loss, interrupted]; stats["loss"] becomes the mean over
+        ranks. Returns whether any rank was interrupted (so all ranks stop at the same step)."""
+        torch = self.torch
+        t = torch.tensor([stats["loss"], float(flag)], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        stats["loss"] = float(t[0]) / self.world
+        return bool(t[1] > 0)
+
+    def _debug_write(self, stats: dict[str, float]) -> None:
+        """KDP_DDP_DEBUG_DIR: per-step parameter / EMA hashes and the local loss of this rank."""
+        def digest(module) -> str:
+            h = hashlib.sha256()
+            for p in module.parameters():
+                h.update(p.detach().numpy().tobytes())
+            return h.hexdigest()
+
+        d = Path(self._debug_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / f"rank{self.rank}.jsonl", "a") as f:
+            f.write(json.dumps({"step": self.step, "world": self.world, "params": digest(self.model),
+                                "ema": digest(self.ema), "loss": stats["local_loss"]}) + "\n")
+
     def run(self, progress: bool = True) -> Path:
+        try:
+            return self._run(progress)
+        finally:
+            if self.world > 1 and self.torch.distributed.is_initialized():
+                self.torch.distributed.destroy_process_group()
+
+    def _run(self, progress: bool) -> Path:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
+        progress = progress and self.is_main
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
         what = (f"diffusion: {cfg.diffusion.prediction} prediction, T = {cfg.diffusion.timesteps}"
                 if cfg.method == "diffusion" else f"key: {cfg.drift.key.kind}")
         self.log(f"model: {cfg.model.arch}, {self.info.parameters:,} parameters; {what}; "
@@ -186,13 +292,24 @@ class Trainer:
             interrupted["flag"] = True
 
         old = signal.signal(signal.SIGTERM, _sigterm)
+        # distributed: SIGINT must not raise KeyboardInterrupt mid-collective (the other ranks would wait
+        # forever); it sets the flag that all ranks agree on after each step
+        old_int = signal.signal(signal.SIGINT, _sigterm) if self.world > 1 else None
         t0, n0 = time.perf_counter(), self.step
+        stop = False
         try:
             with Progress(cfg.optim.steps, "train", enabled=progress) as bar:
                 bar.done = self.step
-                while self.step < cfg.optim.steps and not interrupted["flag"]:
+                while self.step < cfg.optim.steps and not stop:
                     stats = self.train_step()
+                    stats["local_loss"] = stats["loss"]
+                    stop = self._agree(stats, interrupted["flag"]) if self.world > 1 else interrupted["flag"]
+                    if self._debug_dir:
+                        self._debug_write(stats)
+                    del stats["local_loss"]
                     bar.update(1, loss=stats["loss"])
+                    if not self.is_main:
+                        continue
                     if self.step % cfg.log_every == 0 or self.step == cfg.optim.steps:
                         stats.update(self.sample_metrics())
                         stats["step"] = self.step
@@ -202,13 +319,19 @@ class Trainer:
                     if self.step % cfg.checkpoint_every == 0:
                         self.save()
         except KeyboardInterrupt:
-            interrupted["flag"] = True
+            interrupted["flag"] = stop = True
         finally:
+            if self.world == 1:
+                signal.signal(signal.SIGTERM, old)
+        if self.is_main:
+            self.save()
+        if self.world > 1:
+            self.torch.distributed.barrier()  # nobody exits (and trips torchrun) before rank 0 has saved
             signal.signal(signal.SIGTERM, old)
-        self.save()
-        if interrupted["flag"]:
+            signal.signal(signal.SIGINT, old_int)
+        if stop if self.world > 1 else interrupted["flag"]:
             self.log(f"interrupted at step {self.step}; checkpoint saved. Resume with: "
-                     f"kdp-edge train --resume --out {self.out}")
+                     f"kdp-edge train --resume --out {self.out}" + (f" --nproc {self.world}" if self.world > 1 else ""))
             raise SystemExit(130)
         self.log(f"done: {self.step} steps in {time.perf_counter() - t0:.1f}s; checkpoint {self.out / 'checkpoint.pt'}")
         return self.out
