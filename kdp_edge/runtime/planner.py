@@ -173,15 +173,10 @@ class Planner:
         return out
 
     def sample_noise(self) -> np.ndarray:
-        """Standard-normal noise [K, H, D], float32. Drawn 32 plans at a time (one numpy call instead
-        of 32: the same numbers in the same order as drawing per plan)."""
+        """Standard-normal noise [K, H, D], float32, drawn per plan (drawing many plans at once is
+        cheaper on average but puts the whole cost into one plan's tail latency)."""
         m = self.manifest
-        buf, i = getattr(self, "_noise_buf", None), getattr(self, "_noise_i", 0)
-        if buf is None or i >= len(buf) or buf.shape[1] != self.k:
-            buf, i = self.rng.standard_normal((32, self.k, m.horizon, m.window_dim), dtype=np.float32), 0
-            self._noise_buf = buf
-        self._noise_i = i + 1
-        return buf[i]
+        return self.rng.standard_normal((self.k, m.horizon, m.window_dim), dtype=np.float32)
 
     # -- planning ----------------------------------------------------------------------------------
     def generate(self, obs: np.ndarray, goal: np.ndarray | None, noise: np.ndarray) -> np.ndarray:
