@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdp_edge.bundle import ModelFile, write_manifest
+from kdp_edge.bundle import ModelFile
 
 from .onnx_export import DEFAULT_OPSET
 from .parity import compare, parity_inputs
@@ -50,10 +50,10 @@ from .pipeline import (
     ExportOptions,
     action_limits,
     data_path,
+    finish_bundle,
     manifest_for_run,
     onnx_runner,
     parity_conditions,
-    replace_dir,
     torch_reference,
     training_data,
 )
@@ -230,10 +230,7 @@ def export_denoiser_bundle(run, out: str | Path, opts: ExportOptions, log=print)
             log(f"  warning: {msg}; written anyway (--force)")
 
         _closed_loop(m, reference, runners[steps], opts, model, steps, log)
-        os.chmod(work / f.path, 0o644)
-        write_manifest(work, m)
-        os.chmod(work / "bundle.json", 0o644)
-        replace_dir(work, out)
+        finish_bundle(work, m, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

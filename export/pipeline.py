@@ -515,11 +515,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, opts: ExportOptions, log
             ex.tflite()
         ex.closed_loop()
         ex.finish()
-        for f in work.iterdir():  # quantisers and mkstemp leave odd modes (0600, 0755): plain files
-            os.chmod(f, 0o644)
-        write_manifest(work, ex.manifest)
-        os.chmod(work / "bundle.json", 0o644)
-        replace_dir(work, out)
+        finish_bundle(work, ex.manifest, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -537,6 +533,15 @@ def add_model(manifest: BundleManifest, f: ModelFile, rep: ParityReport, log=pri
     manifest.parity[f.path] = rep.to_dict()
     log(f"  {f.path}: max-abs {rep.max_abs:.2e}, first-action rms {100 * rep.first_action_rms_frac:.3f}% of range, "
         f"ranking agreement {100 * rep.ranking_agreement:.0f}%")
+
+
+def finish_bundle(work: Path, manifest: BundleManifest, out: Path) -> None:
+    """Plain file modes, ``bundle.json`` last (hashes every file), then swap ``work`` onto ``out``."""
+    for f in work.iterdir():  # quantisers and mkstemp leave odd modes (0600, 0755): plain files
+        os.chmod(f, 0o644)
+    write_manifest(work, manifest)
+    os.chmod(work / "bundle.json", 0o644)
+    replace_dir(work, out)
 
 
 def replace_dir(src: Path, dst: Path) -> None:

@@ -16,6 +16,21 @@ def cli_env():
     return env
 
 
+# Python source that makes `import torch` fail: prepend it to a `python -c` snippet to run code the
+# way a device without torch would.
+BLOCK_TORCH = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test (a device without torch)")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
 def kdp_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "kdp_edge.cli", *args]
 

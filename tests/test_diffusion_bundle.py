@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import kdp_cmd
+from conftest import BLOCK_TORCH, kdp_cmd
 
 from kdp_edge.bundle import BundleError
 from kdp_edge.runtime import DiffusionPlanner, Planner
@@ -87,16 +87,7 @@ def test_runtime_equals_torch_forward(diffusion_bundle, diffusion_model, steps):
     assert Planner.load(diffusion_bundle, warmup=0).passes == T_BUNDLE  # the bundle's default T
 
 
-NO_TORCH = textwrap.dedent("""
-    import sys
-
-    class NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is blocked in this test (a device without torch)")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
+NO_TORCH = BLOCK_TORCH + textwrap.dedent("""
     from kdp_edge.runtime import DiffusionPlanner, Planner
     from kdp_edge.runtime.bench import bench_conditions
 

@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import kdp_cmd
+from conftest import BLOCK_TORCH, kdp_cmd
 
 from kdp_edge.bundle import BundleError, ModelFile, load_bundle, write_manifest
 from kdp_edge.errors import MissingExtraError
@@ -29,16 +29,7 @@ def conditions(planner: Planner, n: int = 8, seed: int = 0):
 
 
 # ---- (1) no torch on the device ---------------------------------------------------------------------
-NO_TORCH = textwrap.dedent("""
-    import sys
-
-    class NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is blocked in this test (a device without torch)")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
+NO_TORCH = BLOCK_TORCH + textwrap.dedent("""
     from kdp_edge.runtime import Planner
     from kdp_edge.runtime.bench import BenchOptions, bench_conditions, run_bench
     import kdp_edge.runtime.tflite_backend  # importable without an interpreter installed
