@@ -184,8 +184,9 @@ def serial_probe(port: str, baud: int, n_states: int, timeout: float, as_json: b
 @click.option("--episodes", type=click.IntRange(min=1), default=1, show_default=True,
               help="sim:// only: D4RL-protocol episodes to run (when neither --duration nor --cycles is given)")
 @click.option("--goal", default=None, help="goal in observation units, comma-separated (sim: the maze's goal)")
-@click.option("--offset-ms", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
-              help="known actuation latency: execute the plan step due when the action takes effect")
+@click.option("--offset-ms", type=click.FloatRange(min=0.0), default=None,
+              help="known actuation latency: execute the plan step due when the action takes effect "
+                   "(default: --timing's recommendation, else 0)")
 @click.option("--backend", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "int8", "int8-dynamic"]), default=None,
               help="model precision (default: int8 when the bundle has it)")
@@ -196,8 +197,13 @@ def serial_probe(port: str, baud: int, n_states: int, timeout: float, as_json: b
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False), default=None, help="summary JSON")
 @click.option("--slow-plan-ms", type=click.FloatRange(min=0.0), default=0.0, hidden=True,
               help="testing: add this much time to every plan")
+@click.option("--calibration", "calibration_path", type=click.Path(dir_okay=False), default=None,
+              help="robot calibration (kdp-edge calibrate io): raw STATE -> model units, actions -> raw "
+                   "commands clamped to its limits; refused if made for another controller")
+@click.option("--timing", "timing_path", type=click.Path(dir_okay=False), default=None,
+              help="timing calibration (kdp-edge calibrate latency): default --rate and --offset-ms")
 def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, offset_ms, backend, precision,
-            candidates, threads, seed, log_path, summary_path, slow_plan_ms) -> None:
+            candidates, threads, seed, log_path, summary_path, slow_plan_ms, calibration_path, timing_path) -> None:
     """Plan and stream actions to a motor controller; log timing per cycle (Ctrl-C stops cleanly)."""
     from kdp_edge.errors import KDPError
 
@@ -206,7 +212,7 @@ def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, of
     opts = RunOptions(port=port, baud=baud, rate_hz=rate, sync=sync, duration_s=duration, cycles=cycles,
                       episodes=episodes, goal=_floats(goal) if goal else None, offset_ms=offset_ms, backend=backend,
                       precision=precision, candidates=candidates, threads=threads, seed=seed, log=log_path,
-                      slow_plan_ms=slow_plan_ms)
+                      slow_plan_ms=slow_plan_ms, calibration=calibration_path, timing=timing_path)
     try:
         summary = run(bundle, opts, log=lambda m: click.echo(m, err=True))
     except (KDPError, LinkError) as e:
@@ -224,6 +230,9 @@ def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, of
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group`` (the ``kdp-edge`` CLI)."""
     group.add_command(run_cmd)
+    from calibration.cli import calibrate
+
+    group.add_command(calibrate)
     group.add_command(virtual_controller)
     group.add_command(serial_probe)
 

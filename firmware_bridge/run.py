@@ -12,6 +12,10 @@ the serial path's score can be compared with direct evaluation.
 Every cycle is one JSON line in ``--log`` (see :class:`kdp_edge.runtime.loop.CycleRecord`); the
 summary (latency percentiles, deadline misses, link errors, success in sim) is printed at the end
 and written to ``--summary``. Ctrl-C (SIGINT) or SIGTERM sends STOP and closes the port cleanly.
+
+``--calibration robot.json`` (``kdp-edge calibrate io``) maps raw STATE to model units and model actions to
+raw commands (clamped, counted); ``--timing timing.json`` (``kdp-edge calibrate latency``) sets the default
+rate and execution offset. See docs/calibration.md and :mod:`calibration.robot_io`.
 """
 
 from __future__ import annotations
@@ -42,14 +46,16 @@ class SerialLoopIO:
 
     def __init__(self, link: SerialLink):
         self.link = link
+        self.last: Observation | None = None  # the newest observation returned (raw units)
 
     def read_observation(self, timeout: float) -> Observation | None:
         s = self.link.read_state(timeout)
         if s is None:
             return None
         t_rx = self.link.latest_state_rx_time
-        return Observation(np.asarray(s.values, np.float32), s.seq, t_rx if t_rx is not None else time.monotonic(),
-                           s.flags)
+        self.last = Observation(np.asarray(s.values, np.float32), s.seq,
+                                t_rx if t_rx is not None else time.monotonic(), s.flags)
+        return self.last
 
     def send_action(self, action: np.ndarray, obs: Observation, valid_for_ms: int) -> bool:
         return self.link.send_action(action, valid_for_ms=valid_for_ms, state_seq=obs.seq)
@@ -71,7 +77,12 @@ class SimTarget:
 
 
 def parse_sim_port(port: str) -> tuple[str, dict[str, str]] | None:
-    """``sim://pointmaze-umaze?latency_ms=2`` -> ("pointmaze-umaze", {"latency_ms": "2"}); None if not sim."""
+    """``sim://pointmaze-umaze?latency_ms=2`` -> ("pointmaze-umaze", {"latency_ms": "2"}); None if not sim.
+
+    Query parameters: ``latency_ms``, ``max_valid_ms``, and ``state_scale``, ``state_offset``,
+    ``action_scale``, ``action_offset`` (one value or comma-separated per channel: the virtual robot then
+    reports raw state = scale * x + offset and drives the plant with (cmd - offset) / scale, a robot whose
+    units differ from the bundle's; see ``kdp-edge calibrate``)."""
     if not port.startswith("sim://"):
         return None
     u = urlparse(port)
@@ -99,8 +110,18 @@ def start_sim(port: str, rate_hz: float, episodes: int, seed: int) -> SimTarget:
     starts = episode_starts(Maze.named(maze), p["goal_cell"], episodes, seed)
     plant = PointMazePlant(maze, seed=seed)
     plant.horizon = p["horizon"]
-    robot = start_virtual_robot(plant, rate_hz=rate_hz, seed=seed, latency_ms=float(opts.get("latency_ms", 0)),
-                                max_valid_for_ms=int(opts.get("max_valid_ms", 500)))
+    units = {}
+    for k in ("state_scale", "state_offset", "action_scale", "action_offset"):
+        if k in opts:
+            try:
+                units[k] = [float(v) for v in opts[k].split(",") if v.strip()]
+            except ValueError as e:
+                raise RunError(f"{port}: {k} must be comma-separated numbers, got {opts[k]!r}") from e
+    try:
+        robot = start_virtual_robot(plant, rate_hz=rate_hz, seed=seed, latency_ms=float(opts.get("latency_ms", 0)),
+                                    max_valid_for_ms=int(opts.get("max_valid_ms", 500)), **units)
+    except ValueError as e:
+        raise RunError(f"{port}: {e}") from e
     return SimTarget(env, robot, plant, p["horizon"], starts, plant.goal.copy())
 
 
@@ -114,7 +135,7 @@ class RunOptions:
     cycles: int | None = None
     episodes: int = 1  # sim only
     goal: list[float] | None = None
-    offset_ms: float = 0.0
+    offset_ms: float | None = None  # None: the --timing file's recommendation, else 0
     deadline_frac: float = 1.0
     backend: str = "onnx"
     precision: str | None = None
@@ -124,6 +145,8 @@ class RunOptions:
     log: str | None = None
     hello_timeout: float = 3.0
     slow_plan_ms: float = 0.0  # testing: add this much time to every plan (deadline-miss drills)
+    calibration: str | None = None  # robot calibration file (kdp-edge calibrate io): units and limits
+    timing: str | None = None  # timing calibration file (kdp-edge calibrate latency): default rate and offset
     extra: dict = field(default_factory=dict)
 
 
@@ -185,7 +208,23 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
     m = planner.manifest
     if opts.slow_plan_ms > 0:
         planner = _SlowPlanner(planner, opts.slow_plan_ms)
-    rate = opts.rate_hz or m.control_rate_hz
+    cal = timing = None
+    if opts.calibration:
+        from calibration.robot_io import RobotCalibration
+
+        cal = RobotCalibration.load(opts.calibration)
+    offset_ms = opts.offset_ms
+    rate = opts.rate_hz
+    if opts.timing:
+        from calibration.robot_io import load_timing
+
+        timing_file = load_timing(opts.timing)
+        timing = timing_file["recommended"]
+        rate = rate or float(timing["rate_hz"])
+        offset_ms = float(timing["offset_ms"]) if offset_ms is None else offset_ms
+        log(f"timing from {opts.timing}: {rate:g} Hz, offset {offset_ms:.1f} ms (explicit --rate/--offset-ms win)")
+    offset_ms = offset_ms or 0.0
+    rate = rate or m.control_rate_hz
     if m.step_dt_s and abs(rate * m.step_dt_s - 1.0) > 0.01:
         log(f"note: the plans' steps are {1e3 * m.step_dt_s:g} ms apart (the training data's rate) but the loop runs at "
             f"{rate:g} Hz; each action is held for {1e3 / rate:.1f} ms (pass --rate {1 / m.step_dt_s:g} to match)")
@@ -200,6 +239,16 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
         link = SerialLink(port, opts.baud, stop_on_close=True)
         stack.callback(link.close)
         caps = link.hello(opts.hello_timeout)
+        if cal is not None:
+            from calibration.robot_io import check_against_hello
+
+            for w in check_against_hello(cal, caps, f"calibration {opts.calibration}"):
+                log(f"note: {w}")
+        if timing is not None:
+            sig = (timing_file.get("hello") or {}).get("fw_signature")
+            if sig is not None and str(sig) != f"0x{caps.fw_signature:08x}":
+                log(f"note: {opts.timing} was measured on firmware {sig}, the controller runs "
+                    f"0x{caps.fw_signature:08x}: re-run `kdp-edge calibrate latency` if the timing changed")
         if caps.state_dim != m.obs_dim or caps.action_dim != m.act_dim:
             raise RunError(f"controller on {opts.port} has state_dim {caps.state_dim} / action_dim {caps.action_dim}, "
                            f"the bundle expects {m.obs_dim} / {m.act_dim}: wrong bundle for this robot, or map the "
@@ -211,14 +260,31 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
         if m.goal_dim and (goal is None or len(goal) != m.goal_dim or not np.isfinite(goal).all()):
             raise RunError(f"the bundle is goal-conditioned ({m.goal_dim} goal values): pass --goal "
                            + ",".join(["X"] * m.goal_dim))
-        cfg = LoopConfig(rate_hz=rate, sync=opts.sync, offset_s=opts.offset_ms / 1e3, deadline_frac=opts.deadline_frac)
+        cfg = LoopConfig(rate_hz=rate, sync=opts.sync, offset_s=offset_ms / 1e3, deadline_frac=opts.deadline_frac)
         jl = JsonlLog(opts.log)
         stack.callback(jl.close)
         episode = {"i": 0, "t0": time.monotonic()}
         episodes: list[dict] = []
 
+        serial_io = SerialLoopIO(link)
+        io: Any = serial_io
+        if cal is not None:
+            from calibration.robot_io import CalibratedLoopIO
+
+            io = CalibratedLoopIO(serial_io, cal)
+            log(f"calibration {opts.calibration}: raw STATE -> model units, actions -> raw commands (clamped)")
+
         def on_cycle(rec: CycleRecord) -> None:
             d = rec.to_dict()
+            last = serial_io.last
+            if last is not None and rec.seq is not None and last.seq == rec.seq:  # the state this cycle used
+                if cal is not None:
+                    d["obs"] = [float(v) for v in cal.state_to_model(last.values)]
+                    d["obs_raw"] = [float(v) for v in last.values]
+                else:
+                    d["obs"] = [float(v) for v in last.values]
+            if cal is not None and rec.sent and io.last_raw_action is not None:
+                d["action_raw"] = [float(v) for v in io.last_raw_action]
             if sim is not None:
                 d["episode"] = episode["i"]
             jl.write(d)
@@ -227,7 +293,7 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
                    "states_out_of_order", "states_duplicate", "states_nonfinite", "controller_resets",
                    "actions_refused_stale", "disconnects", "reconnects", "write_timeouts", "watchdog_trips_seen")
         link_stats = lambda: {k: v for k, v in link.stats.items() if k in rx_keys and v}  # noqa: E731
-        loop = ControlLoop(planner, SerialLoopIO(link), cfg, goal, on_cycle, link_stats)
+        loop = ControlLoop(planner, io, cfg, goal, on_cycle, link_stats)
         log(f"planning with {planner.describe()} at {rate:g} Hz ({opts.sync} sync); Ctrl-C stops")
         t_end = None if opts.duration_s is None else time.monotonic() + opts.duration_s
         while stop["signal"] is None:
@@ -253,6 +319,10 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
         summary["stopped_by"] = stop["signal"] or "end"
         summary["bundle"] = {"path": str(bundle), "model": planner.describe(), "backend": opts.backend}
         summary["port"] = opts.port
+        if cal is not None:
+            summary["calibration"] = io.summary(str(opts.calibration))
+        if timing is not None:
+            summary["timing"] = {"file": str(opts.timing), "rate_hz": rate, "offset_ms": offset_ms}
         if sim is not None:
             summary["sim"] = sim_summary(sim, episodes)
         return summary
@@ -298,6 +368,9 @@ def format_summary(s: dict) -> str:
         f"controller resets {link.get('controller_resets', 0)}, reconnects {link.get('reconnects', 0)}, "
         f"watchdog trips seen {link.get('watchdog_trips_seen', 0)}",
     ]
+    if "calibration" in s:
+        lines.append(f"calibration {s['calibration']['file']}: actions clamped {s['calibration']['actions_clamped']} "
+                     f"(per channel {s['calibration']['channel_clamps']})")
     if "sim" in s:
         sm = s["sim"]
         if sm.get("episodes"):
