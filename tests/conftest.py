@@ -31,6 +31,19 @@ sys.meta_path.insert(0, NoTorch())
 """
 
 
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# Popen keyword arguments for children that a test interrupts with SIGINT: a shell that starts a
+# job in the background (`bash .ci/run &`) makes SIGINT ignored for it and every descendant, and
+# Python then never turns SIGINT into KeyboardInterrupt. Ctrl-C tests must not depend on how CI
+# was launched.
+SIGINT_DEFAULT = {"preexec_fn": _default_sigint}
+
+
 def kdp_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "kdp_edge.cli", *args]
 

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import kdp_cmd
+from conftest import SIGINT_DEFAULT, kdp_cmd
 
 from calibration.robot_io import CalibrationError, RobotCalibration, check_against_hello
 from firmware_bridge.cli import cli
@@ -104,7 +104,7 @@ def test_calibrate_io_ctrl_c_still_writes(tmp_path, cli_env):
     out = tmp_path / "robot.json"
     p = subprocess.Popen(kdp_cmd("calibrate", "io", "--port", "sim://integrator?rate=100", "--seconds", "60",
                                  "--out", str(out)), env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, **SIGINT_DEFAULT)
     lines = []
     for line in p.stderr:  # wait until recording has started and made progress (a report per second)
         lines.append(line)

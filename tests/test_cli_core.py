@@ -8,7 +8,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from conftest import kdp_cmd
+from conftest import SIGINT_DEFAULT, kdp_cmd
 
 TINY = {"model": {"mlp_hidden": 64, "mlp_layers": 2}, "data": {"horizon": 8},
         "optim": {"conditions": 8, "samples": 4, "positives": 8, "warmup": 5},
@@ -89,7 +89,7 @@ def test_interrupted_training_resumes(tmp_path, tiny_data, tiny_config, cli_env)
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(kdp_cmd("train", "--data", str(tiny_data), "--out", str(run_dir), "--config",
                                     str(tiny_config), "--steps", "100000", "--quiet"),
-                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **SIGINT_DEFAULT)
     deadline = time.time() + 120
     while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
         time.sleep(0.2)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from conftest import kdp_cmd
+from conftest import SIGINT_DEFAULT, kdp_cmd
 
 
 def test_run_sim_episode_logs_every_cycle(tiny_bundle, tmp_path, cli_env):
@@ -45,7 +45,7 @@ def test_run_ctrl_c_stops_cleanly(tiny_bundle, tmp_path, cli_env):
     log = tmp_path / "run.jsonl"
     p = subprocess.Popen(kdp_cmd("run", str(tiny_bundle), "--port", "sim://pointmaze-umaze", "--duration", "60",
                                  "--log", str(log)), env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, **SIGINT_DEFAULT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not log.exists() or log.stat().st_size < 2000):
         time.sleep(0.2)
