@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -31,9 +32,7 @@ sys.meta_path.insert(0, NoTorch())
 """
 
 
-def _default_sigint() -> None:
-    import signal
-
+def _default_sigint() -> None:  # runs in the forked child before exec: no imports, no locks
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
