@@ -67,7 +67,7 @@ def compare(reference: Generate, exported: Generate, feeds: list[dict[str, np.nd
         e = out - ref
         errs.append(e.reshape(-1))
         act_errs.append(e[..., lo:hi].reshape(-1))
-        first_errs.append((e[:, 0, lo:hi] / rng_width).reshape(-1))
+        first_errs.append(e[:, 0, lo:hi])  # [K, A] raw units
         refmax = max(refmax, float(np.abs(ref).max()))
         if scorer is not None:
             goal = f.get("goal", np.zeros((1, 0)))[0]
@@ -77,9 +77,9 @@ def compare(reference: Generate, exported: Generate, feeds: list[dict[str, np.nd
             same += int(best)
             top3 += int(best or s_ref[pick] >= np.sort(s_ref)[-min(3, len(s_ref))])
             regret += float(np.max(s_ref) - s_ref[pick])
-    e, a, fa = np.concatenate(errs), np.concatenate(act_errs), np.concatenate(first_errs)
+    e, a, first_raw = np.concatenate(errs), np.concatenate(act_errs), np.concatenate(first_errs)
+    fa = first_raw / rng_width
     n = len(feeds)
-    first_raw = np.concatenate([(fe * 1.0) for fe in first_errs]) * (float(np.mean(rng_width)))
     return ParityReport(
         conditions=n, candidates=len(feeds[0]["noise"]) if feeds else 0,
         max_abs=float(np.abs(e).max()), rms=float(np.sqrt(np.mean(e ** 2))),

@@ -193,25 +193,17 @@ def parity_conditions(run, traj, n: int, seed: int) -> list[tuple[np.ndarray, np
 
 
 def torch_reference(model) -> Generate:
-    import torch
+    """The torch model behind the runtime's backend contract (feeds -> windows [K, H, D])."""
+    from kdp_edge.runtime.bench import TorchBackend
 
-    def _gen(feeds):
-        with torch.no_grad():
-            goal = feeds.get("goal", feeds["obs"][:, :0])
-            return model(torch.from_numpy(feeds["obs"]), torch.from_numpy(goal), torch.from_numpy(feeds["noise"])).numpy()
-
-    return _gen
+    return TorchBackend(model, threads=0)  # 0: leave torch's thread count as the export set it
 
 
 def onnx_runner(path: Path, threads: int = 1) -> Generate:
-    """onnxruntime session on one thread (feeds -> windows [K, H, D])."""
-    import onnxruntime as ort
+    """The device runtime's onnxruntime backend, so parity is measured through the code that plans."""
+    from kdp_edge.runtime.planner import OnnxBackend
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
-    return lambda feeds: sess.run(None, {n: feeds[n] for n in names})[0]
+    return OnnxBackend(path, threads)
 
 
 @dataclass

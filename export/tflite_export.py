@@ -41,23 +41,13 @@ def require_tflite_export() -> None:
     """Raise MissingExtraError naming the ``tflite`` extra when a converter package is missing."""
     require("litert_torch", "tflite", "TFLite export")
     require("ai_edge_quantizer", "tflite", "TFLite int8 quantisation")
+    from kdp_edge.runtime.tflite_backend import load_interpreter_class
+
     try:
-        interpreter_class()
+        load_interpreter_class()
     except MissingExtraError as exc:
         raise MissingExtraError("ai_edge_litert", "tflite", "TFLite export (its parity checks run the .tflite "
                                 "files)") from exc
-
-
-def interpreter_class():
-    """``ai_edge_litert.interpreter.Interpreter``, else the legacy ``tflite_runtime`` one."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter  # legacy fallback (numpy<2, x86 only)
-        except ImportError as exc:
-            raise MissingExtraError("ai_edge_litert", "litert", "Running TFLite models") from exc
-    return Interpreter
 
 
 @contextlib.contextmanager
@@ -180,29 +170,22 @@ def quantize_tflite_dynamic(fp32_path: str | Path, out_path: str | Path) -> Path
 
 
 class TFLiteRunner:
-    """Runs a one-K .tflite on feed dicts (``obs``/``goal``/``noise``) -> windows [K, H, D]; larger
-    batches (a multiple of K) are run K rows at a time."""
+    """Runs a one-K .tflite through the device runtime's :class:`TFLiteBackend` on feed dicts
+    (``obs``/``goal``/``noise``) -> windows [K, H, D]; larger batches (a multiple of K) are run K rows
+    at a time."""
 
     def __init__(self, path: str | Path, threads: int = 1):
-        interp_cls = interpreter_class()
+        from kdp_edge.runtime.tflite_backend import TFLiteBackend
+
         self.path = Path(path)
         with contextlib.redirect_stderr(io.StringIO()):
-            self.interp = interp_cls(model_path=str(path), num_threads=threads)
-        self.runner = self.interp.get_signature_runner()
-        detail = self.runner.get_input_details()
-        self.input_names = sorted(detail)
-        self.k = int(detail["noise"]["shape"][0])
-        (self.output_name,) = self.runner.get_output_details()
-
-    def run_k(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        out = self.runner(**{n: np.ascontiguousarray(feeds[n], dtype=np.float32) for n in self.input_names})
-        return out[self.output_name]
+            self.backend = TFLiteBackend(self.path, threads)
+        self.input_names = sorted(self.backend.file_inputs)
+        self.k = self.backend.candidates
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         n = len(feeds["noise"])
-        if n == self.k:
-            return self.run_k(feeds)
         if n % self.k:
             raise ValueError(f"{self.path.name} runs K={self.k} candidates per call; got a batch of {n}")
-        return np.concatenate([self.run_k({k: v[s:s + self.k] for k, v in feeds.items()})
+        return np.concatenate([self.backend({k: v[s:s + self.k] for k, v in feeds.items()})
                                for s in range(0, n, self.k)])

@@ -201,14 +201,13 @@ class ControlLoop:
                 self.counts["plans"] += 1
         now = time.monotonic()
         miss = plan is not None and now > deadline
+        if plan is not None:
+            self.newest = (plan, obs)  # a late plan too: its step due now is the fallback
         if plan is not None and not miss:
             action, idx = self.fresh_action(plan, obs, now)
             source = "plan"
-            self.newest = (plan, obs)
         else:
-            if miss:
-                self.counts["deadline_misses"] += 1
-                self.newest = (plan, obs)  # late, but the newest: its step due now is the fallback
+            self.counts["deadline_misses"] += int(miss)
             action, idx = self.fallback_action(now)
             source = "fallback" if action is not None else "none"
             if action is None and self.newest is not None:
@@ -216,7 +215,7 @@ class ControlLoop:
                 self.counts["horizon_exhausted"] += 1
         sent = False
         t_tx = None
-        tag = obs if (obs is not None and event != "invalid_obs") else self.last_obs
+        tag = self.last_obs  # actions answer the newest STATE; a non-finite one sends nothing
         if action is not None and tag is not None and np.isfinite(tag.values).all():
             sent = self.io.send_action(action, tag, cfg.valid_ms())
             t_tx = time.monotonic()

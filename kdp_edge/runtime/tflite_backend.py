@@ -170,6 +170,11 @@ class TFLiteBackend:
     def input_names(self) -> list[str]:
         return list(self.index)
 
+    @property
+    def file_inputs(self) -> list[str]:
+        """The file's own input names (signature names when it has one signature)."""
+        return list(self._details)
+
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """feeds (float32: obs [K, O], goal [K, G], noise [K, H, D]) -> window float32 [K, H, D]."""
         if not self.index:
