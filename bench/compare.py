@@ -79,10 +79,20 @@ def deep_merge(a: dict, b: dict) -> dict:
 
 
 # ---- runs: load or train (one entry point, one checkpoint format) ---------------------------------------
+def dataset_path(maze: str, args) -> Path:
+    """<runs>/<maze>.hdf5, or <runs>/<maze>-dwell<N>.hdf5 with --dwell N (bench/pointmaze.py's names)."""
+    return Path(args.runs) / f"{maze}{f'-dwell{args.dwell}' if args.dwell else ''}.hdf5"
+
+
+def run_suffix(args) -> str:
+    """What bench/pointmaze.py appends to a run directory for --dwell N and --tag T."""
+    return (f"-dwell{args.dwell}" if args.dwell else "") + (f"-{args.tag}" if args.tag else "")
+
+
 def ensure_run(method: str, maze: str, args) -> Path | None:
     """The run directory of ``method`` on ``maze`` with >= args.steps steps, trained if needed."""
     suffix, over = METHODS[method]
-    name = f"{maze}-{suffix}"
+    name = f"{maze}-{suffix}{run_suffix(args)}"
     for base in (Path(args.runs), Path(args.out)):
         run = base / name
         if (run / "checkpoint.pt").exists():
@@ -100,7 +110,7 @@ def ensure_run(method: str, maze: str, args) -> Path | None:
     if args.no_train:
         log(f"{name}: no run found and --no-train given: skipped")
         return None
-    data = Path(args.runs) / f"{maze}.hdf5"
+    data = dataset_path(maze, args)
     if not data.exists():
         log(f"{data} missing (make it with bench/pointmaze.py or kdp-edge data pointmaze): {name} skipped")
         return None
@@ -261,7 +271,7 @@ def plan_metrics(runs: dict[str, Path], maze: str, args, k: int = 16, n: int = 6
     """Diversity / static-ness of K candidates for n dataset conditions (the Trainer's probe recipe)."""
     from kdp_edge.data.readers import load_trajectories
 
-    traj = load_trajectories(str(Path(args.runs) / f"{maze}.hdf5"))
+    traj = load_trajectories(str(dataset_path(maze, args)))
     any_run = load_run(next(iter(runs.values())))
     h = any_run.info.horizon
     starts = valid_starts(traj.episode_ends, h)
@@ -409,7 +419,8 @@ def markdown(report: dict) -> str:
            f"Machine: {m['cpu']}, torch {m['torch']}, {m['threads']} torch thread(s), one process; "
            f"load average at start {m['loadavg']}.", ""]
     for maze, runs in report.get("runs", {}).items():
-        out += [f"Runs on {maze} (same dataset: {len({r['data'] for r in runs.values()}) == 1}):", "",
+        data = {r["data"] for r in runs.values()}
+        out += [f"Runs on {maze} (same dataset: {len(data) == 1}{': ' + os.path.basename(next(iter(data))) if len(data) == 1 else ''}):", "",
                 "| planner | run | model | params | train steps | steps/s |", "|---|---|---|---|---|---|"]
         for m, r in runs.items():
             out.append(f"| {m} | {r['run']} | {r['arch']}, {r['method']} | {r['parameters']:,} | {r['steps']} | "
@@ -482,6 +493,9 @@ def main() -> None:
     ap.add_argument("--runs", default="bench/results/pointmaze", help="datasets and existing runs (read only)")
     ap.add_argument("--out", default="bench/results/compare")
     ap.add_argument("--steps", type=int, default=10_000, help="training steps of every method")
+    ap.add_argument("--dwell", type=int, default=0,
+                    help="use <runs>/<maze>-dwell<N>.hdf5 and runs named like bench/pointmaze.py --dwell N")
+    ap.add_argument("--tag", default="", help="run-directory suffix, as bench/pointmaze.py --tag")
     ap.add_argument("--no-train", action="store_true", help="only load existing runs")
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
@@ -523,7 +537,7 @@ def main() -> None:
             save(out, report)
         if not args.skip_closed_loop and runs:
             mz = {"closed_loop": closed_loop(runs, maze, args), "plan_metrics": plan_metrics(runs, maze, args),
-                  "episodes": args.episodes}
+                  "episodes": args.episodes, "dwell": args.dwell, "train_steps": args.steps}
             report["mazes"][maze] = mz
             save(out, report)
     toy_plans = None
