@@ -105,10 +105,10 @@ def manifest_for_run(run, model, opts: ExportOptions, action_low=None, action_hi
     info = run.info
     return BundleManifest(
         obs_dim=info.obs_dim, act_dim=info.act_dim, goal_dim=info.goal_dim, horizon=info.horizon,
-        method=info.method, env=info.env,
+        method=info.method, env=info.env, obs_history=info.obs_history,
         action_low=[float(x) for x in action_low] if action_low is not None else [],
         action_high=[float(x) for x in action_high] if action_high is not None else [],
-        key=dict(run.cfg.drift.key.__dict__), scoring=ScoringSpec.for_env(info.env).to_dict(),
+        key=dict(run.cfg.drift.key.__dict__), scoring=ScoringSpec.for_run(info).to_dict(),
         default_candidates=opts.candidates, control_rate_hz=opts.control_rate_hz, protocol=opts.protocol,
         step_dt_s=step_dt_for_env(info.env),
         inputs=["obs", "goal", "noise"] if info.goal_dim else ["obs", "noise"],
@@ -119,8 +119,10 @@ def manifest_for_run(run, model, opts: ExportOptions, action_low=None, action_hi
 
 def step_dt_for_env(env: str) -> float:
     """Seconds between window steps (the data's rate): PointMaze data steps are one 10 ms mujoco
-    step; 0 (unknown) makes the runtime assume one control period per step."""
-    return 0.01 if env.startswith("pointmaze") else 0.0
+    step, PushT's 0.1 s; 0 (unknown) makes the runtime assume one control period per step."""
+    if env.startswith("pointmaze"):
+        return 0.01
+    return 0.1 if env == "pusht" else 0.0  # PushT demonstrations: 10 Hz
 
 
 def check_out_dir(out: Path, run_dir: Path) -> None:
@@ -148,7 +150,7 @@ def training_data(run, override: str | None = None):
     if override and not Path(override).exists():
         raise ExportError(f"--data {override}: no such file or directory")
     if path and Path(path).exists():
-        return load_trajectories(path, goal=run.cfg.data.goal)
+        return load_trajectories(path, goal=run.cfg.data.goal, obs_history=run.cfg.data.obs_history)
     return None
 
 

@@ -206,6 +206,12 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
     planner = Planner.load(bundle, backend=opts.backend, precision=opts.precision, threads=opts.threads,
                            candidates=opts.candidates, seed=opts.seed)
     m = planner.manifest
+    state_dim = m.obs_dim // m.obs_history  # what the controller streams
+    if m.obs_history > 1:
+        from kdp_edge.runtime.history import HistoryPlanner
+
+        planner = HistoryPlanner(planner, m.obs_history)
+        log(f"observation history: the last {m.obs_history} STATEs ({state_dim} values each) are planned on")
     if opts.slow_plan_ms > 0:
         planner = _SlowPlanner(planner, opts.slow_plan_ms)
     cal = timing = None
@@ -249,9 +255,9 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
             if sig is not None and str(sig) != f"0x{caps.fw_signature:08x}":
                 log(f"note: {opts.timing} was measured on firmware {sig}, the controller runs "
                     f"0x{caps.fw_signature:08x}: re-run `kdp-edge calibrate latency` if the timing changed")
-        if caps.state_dim != m.obs_dim or caps.action_dim != m.act_dim:
+        if caps.state_dim != state_dim or caps.action_dim != m.act_dim:
             raise RunError(f"controller on {opts.port} has state_dim {caps.state_dim} / action_dim {caps.action_dim}, "
-                           f"the bundle expects {m.obs_dim} / {m.act_dim}: wrong bundle for this robot, or map the "
+                           f"the bundle expects {state_dim} / {m.act_dim}: wrong bundle for this robot, or map the "
                            "robot's units with a calibration file")
         if sim is not None:  # the first episode starts now, not when the robot was started
             sim.plant.next_start = sim.starts[0]
@@ -313,6 +319,8 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
                 sim.plant.next_start = sim.starts[episode["i"] % len(sim.starts)]
                 sim.robot.reset_plant()
                 loop.newest = None  # plans of the previous episode are not a fallback for this one
+                if hasattr(planner, "reset"):
+                    planner.reset()  # nor its observations a history
         link.send_stop()
         summary = loop.summary()
         summary["link"] = {k: v for k, v in link.stats.items() if k != "connected"}

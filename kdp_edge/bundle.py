@@ -77,6 +77,7 @@ class BundleManifest:
     horizon: int
     method: str = "drift"  # drift | diffusion
     env: str = ""  # e.g. pointmaze-umaze ("" when unknown)
+    obs_history: int = 1  # obs = the last obs_history observations, oldest first (runtime.ObsHistory)
     action_low: list[float] = field(default_factory=list)  # [act_dim] limits the runtime clips to
     action_high: list[float] = field(default_factory=list)
     key: dict[str, Any] = field(default_factory=dict)  # drift KeySpec used in training
@@ -144,6 +145,8 @@ class BundleManifest:
             problems.append(f"unknown protocol {m.protocol!r}")
         if not m.control_rate_hz > 0 or m.step_dt_s < 0:
             problems.append("control_rate_hz must be > 0 and step_dt_s >= 0")
+        if not isinstance(m.obs_history, int) or m.obs_history < 1 or m.obs_dim % m.obs_history:
+            problems.append("obs_history must be a positive integer dividing obs_dim")
         if m.default_candidates < 1:
             problems.append("default_candidates must be at least 1")
         for f in m.files:

@@ -37,6 +37,7 @@ class RunInfo:
     created: float = 0.0
     kdp_edge_version: str = ""
     torch_version: str = ""
+    obs_history: int = 1  # obs_dim = obs_history x the environment's observation size
 
     def to_dict(self) -> dict[str, Any]:
         import dataclasses

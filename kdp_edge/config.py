@@ -24,6 +24,7 @@ class DataConfig:
     path: str = ""
     horizon: int = 32
     goal: str = "auto"  # auto | hindsight | none
+    obs_history: int = 1  # observations stacked into the condition (Diffusion Policy uses 2)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    device: str = "cpu"  # cpu | cuda (cuda:LOCAL_RANK under torchrun) | auto (cuda when available)
     log_every: int = 100
     checkpoint_every: int = 1000
 

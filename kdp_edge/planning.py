@@ -19,11 +19,16 @@ PROTOCOLS = ("own-actions", "tracker")
 class ScoringSpec:
     """How candidates are ranked; saved in checkpoints' eval reports and in bundle.json."""
 
-    kind: str = "goal_distance"  # "goal_distance" (Euclidean, any task) or "maze_geodesic"
+    # "goal_distance" (Euclidean, any goal-conditioned task), "maze_geodesic", or "consensus" (tasks
+    # without a goal input, e.g. PushT: the medoid candidate, the one whose first ``consensus_steps``
+    # values of ``consensus_dims`` are nearest on average to the other candidates': the largest mode)
+    kind: str = "goal_distance"
     maze: str = ""  # maze name for "maze_geodesic"
     pos_dims: list[int] = field(default_factory=lambda: [0, 1])  # observation dims holding the position
     wall_penalty: float = 10.0  # per unit fraction of planned positions inside walls
     wall_margin: float = 0.05  # metres around a position that must be free
+    consensus_dims: list[int] = field(default_factory=list)  # window dims compared ("consensus")
+    consensus_steps: int = 8  # leading window steps compared (the executed chunk)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,13 +44,22 @@ class ScoringSpec:
             return ScoringSpec(kind="maze_geodesic", maze=env.removeprefix("pointmaze-"))
         return ScoringSpec()
 
+    @staticmethod
+    def for_run(info, executed_steps: int = 8) -> ScoringSpec:
+        """The scoring of a trained run (a :class:`~kdp_edge.checkpoint.RunInfo` or bundle manifest):
+        ``for_env`` for goal-conditioned runs, consensus over the action dims without a goal."""
+        if info.goal_dim == 0:
+            return ScoringSpec(kind="consensus", consensus_dims=list(range(info.obs_dim, info.obs_dim + info.act_dim)),
+                               consensus_steps=executed_steps)
+        return ScoringSpec.for_env(info.env)
+
 
 class CandidateScorer:
     """``scores = scorer(plans [K, H, D], goal [G])`` -> [K]; geodesic fields cached per goal."""
 
     def __init__(self, spec: ScoringSpec):
-        if spec.kind not in ("goal_distance", "maze_geodesic"):
-            raise ValueError(f"unknown scoring '{spec.kind}': use goal_distance or maze_geodesic")
+        if spec.kind not in ("goal_distance", "maze_geodesic", "consensus"):
+            raise ValueError(f"unknown scoring '{spec.kind}': use goal_distance, maze_geodesic or consensus")
         self.spec = spec
         self.maze = Maze.named(spec.maze) if spec.kind == "maze_geodesic" else None
         self._fields: dict[tuple, object] = {}
@@ -59,6 +73,8 @@ class CandidateScorer:
         return self._fields[key]
 
     def __call__(self, plans: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        if self.spec.kind == "consensus":
+            return consensus_scores(plans, self.spec.consensus_dims, self.spec.consensus_steps)
         pos = plans[..., self.spec.pos_dims]  # [K, H, 2]
         goal = np.asarray(goal, dtype=np.float64)
         if self.maze is None:
@@ -68,6 +84,16 @@ class CandidateScorer:
         far = np.nanmax(np.where(np.isfinite(geo), geo, np.nan)) if np.isfinite(geo).any() else 0.0
         geo = np.where(np.isfinite(geo), geo, far + 1.0)
         return -geo - self.spec.wall_penalty * walls
+
+
+def consensus_scores(plans: np.ndarray, dims: list[int], steps: int) -> np.ndarray:
+    """[K] minus the mean Euclidean distance of each candidate's leading ``steps`` x ``dims`` values
+    to the other candidates' (0 for K = 1): the highest-scoring candidate is the medoid."""
+    x = plans[:, :steps][..., dims].reshape(len(plans), -1).astype(np.float64)
+    if len(x) < 2:
+        return np.zeros(len(x))
+    d = np.sqrt(np.maximum(((x[:, None] - x[None]) ** 2).sum(-1), 0.0))
+    return -d.sum(1) / (len(x) - 1)
 
 
 def select_action(

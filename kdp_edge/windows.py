@@ -157,6 +157,25 @@ class WindowSet:
         return self.starts[idx]
 
 
+def stack_history(traj: Trajectories, n: int) -> Trajectories:
+    """Observations [T, O] -> [T, n * O]: each step's last ``n`` observations, oldest first
+    (``[o_{t-n+1}, ..., o_t]``), the first observation of a segment repeated before it (Diffusion
+    Policy's padding). Goals, actions and segment ends are unchanged."""
+    if n < 1:
+        raise DataError(f"obs_history must be at least 1 (got {n})")
+    if n == 1:
+        return traj
+    ends = np.asarray(traj.episode_ends, bool).copy()
+    ends[-1] = True
+    seg_end = np.flatnonzero(ends)
+    seg_start = np.concatenate([[0], seg_end[:-1] + 1])
+    first = np.repeat(seg_start, seg_end - seg_start + 1)  # [T] first step of each step's segment
+    t = np.arange(len(ends))
+    idx = np.maximum(t[:, None] - np.arange(n - 1, -1, -1)[None], first[:, None])  # [T, n]
+    obs = traj.observations[idx].reshape(len(t), -1)
+    return Trajectories(obs, traj.actions, traj.episode_ends, traj.goals, source=traj.source, env=traj.env)
+
+
 def valid_starts(episode_ends: np.ndarray, horizon: int) -> np.ndarray:
     """Start steps t such that t .. t+H-1 lie in one segment."""
     ends = np.asarray(episode_ends, bool).copy()

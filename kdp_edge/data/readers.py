@@ -3,6 +3,8 @@
 Supported:
     *.hdf5 / *.h5   D4RL layout: observations, actions, terminals, timeouts, optional infos/goal
     *.npz           OGBench layout: observations, actions, terminals (episode ends), optional qpos
+    *.npz           Diffusion Policy low-dim layout: state, action, episode_ends (exclusive ends), e.g.
+                    PushT's pusht_lowdim.npz (see kdp_edge.data.pusht for its observation features)
     a directory     a Minari dataset: <dir>/data/main_data.hdf5 with episode_* groups
 """
 
@@ -13,18 +15,19 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, require
-from ..windows import Trajectories
+from ..windows import Trajectories, stack_history
 
 GENERATOR_HINT = (
     "generate one locally with: kdp-edge data pointmaze --maze umaze --steps 1000000 --out data/umaze.hdf5"
 )
 
 
-def load_trajectories(path: str | Path, goal: str = "auto") -> Trajectories:
+def load_trajectories(path: str | Path, goal: str = "auto", obs_history: int = 1) -> Trajectories:
     """Load a dataset from a local file or directory.
 
     ``goal``: "auto" (infos/goal or desired_goal when present, else none), "hindsight" (the
-    position the segment ends at), or "none".
+    position the segment ends at), or "none". ``obs_history`` > 1 stacks each step's observation
+    with the previous ones (:func:`~kdp_edge.windows.stack_history`).
     """
     p = Path(path)
     if not p.exists():
@@ -44,6 +47,8 @@ def load_trajectories(path: str | Path, goal: str = "auto") -> Trajectories:
         traj.goals = None
     elif goal == "hindsight" or (goal == "auto" and traj.goals is None and traj.env.startswith("pointmaze")):
         traj.goals = hindsight_goals(traj.observations[:, :2], traj.episode_ends)
+    if obs_history != 1:
+        traj = stack_history(traj, obs_history)
     return traj
 
 
@@ -83,9 +88,14 @@ def _read_ogbench(p: Path) -> Trajectories:
         z = np.load(p)
     except (OSError, ValueError) as exc:
         raise DataError(f"{p}: cannot read as .npz ({exc})") from exc
+    if {"state", "action", "episode_ends"} <= set(z.files):
+        from .pusht import read_lowdim_npz
+
+        return read_lowdim_npz(p, z)
     missing = [k for k in ("observations", "actions", "terminals") if k not in z.files]
     if missing:
-        raise DataError(f"{p}: not an OGBench-layout .npz, missing {missing} (has {z.files})")
+        raise DataError(f"{p}: not an OGBench-layout .npz (missing {missing}) nor a Diffusion Policy low-dim "
+                        f".npz (state, action, episode_ends); it has {z.files}")
     obs = np.asarray(z["observations"], np.float32)
     if obs.ndim > 2:
         raise DataError(f"{p}: observations have shape {obs.shape}; only state (vector) observations are supported")

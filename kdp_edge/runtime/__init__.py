@@ -10,6 +10,7 @@ Nothing here imports torch, a simulator or scipy.
 """
 
 from .diffusion import DiffusionPlanner
+from .history import HistoryPlanner, ObsHistory
 from .planner import Plan, PlanInputError, Planner, PlanOutputError
 
-__all__ = ["DiffusionPlanner", "Plan", "Planner", "PlanInputError", "PlanOutputError"]
+__all__ = ["DiffusionPlanner", "HistoryPlanner", "ObsHistory", "Plan", "Planner", "PlanInputError", "PlanOutputError"]

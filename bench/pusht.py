@@ -1,0 +1,236 @@
+"""PushT with real human demonstrations: KDP vs the diffusion baseline, side by side (issue #8).
+
+    python bench/pusht.py --threads 2                       # train both (or load), evaluate 50 episodes
+    python bench/pusht.py --no-train --episodes 50          # evaluate existing runs only
+
+Data: Diffusion Policy's 206 human PushT demonstrations, ``pusht_lowdim.npz``, looked up at --data,
+else $KDP_PUSHT_DATA, else ../shared/datasets/pusht/pusht_lowdim.npz beside the repository. When it
+is absent the benchmark says where it looked and exits 0 without results (nothing is downloaded).
+
+Both methods use one training entry point, one checkpoint format and the same backbone (MLP) on the
+same windows: 2 observations in (agent xy, block xy, cos/sin of the block angle; 12 values), 16
+steps planned, 8 executed (Diffusion Policy's setting). Evaluation: gym-pusht, seeds 100000..,
+300 steps, K candidates, consensus choice (the medoid of the executed action chunks). Reported:
+mean max coverage (Diffusion Policy's metric) and success (> 0.95) per method, with two references
+(uniform random targets on the same episodes; the demonstrations replayed open loop), and plan
+latency p50/p99 of one environment's plan, the methods interleaved in one process, with the ratio
+diffusion / KDP. Writes <out>/pusht.json, pusht.md and pusht.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from compare import deep_merge, time_interleaved  # noqa: E402
+
+from kdp_edge.checkpoint import load_run  # noqa: E402
+from kdp_edge.config import TrainConfig  # noqa: E402
+from kdp_edge.data.pusht import default_pusht_path, pusht_features  # noqa: E402
+from kdp_edge.evaluate import torch_generate  # noqa: E402
+from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+from kdp_edge.planning import CandidateScorer, ScoringSpec  # noqa: E402
+from kdp_edge.pusht import (  # noqa: E402
+    PushTProtocol,
+    generator_plan_fn,
+    random_reference,
+    replay_demos,
+    rollout,
+    summarize,
+)
+from kdp_edge.train import Trainer  # noqa: E402
+
+# The PushT recipe: what differs from TrainConfig's defaults (shared by both methods).
+PUSHT_CONFIG = {
+    "data": {"horizon": 16, "obs_history": 2, "goal": "none"},
+    "model": {"arch": "mlp", "mlp_hidden": 512, "mlp_layers": 3},
+    # descriptor = planned target positions (the action dims of a 12 + 2 window), 4 steps
+    "drift": {"key": {"kind": "condition+descriptor", "descriptor_dims": [12, 13], "descriptor_steps": 4}},
+}
+METHODS = {"kdp": {"method": "drift"}, "diffusion": {"method": "diffusion"}}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def ensure_run(method: str, data: Path, args) -> Path | None:
+    run = Path(args.out) / f"pusht-{method}{'-' + args.tag if args.tag else ''}"
+    if (run / "checkpoint.pt").exists():
+        step = json.loads((run / "run.json").read_text())["step"]
+        if step >= args.steps or args.no_train:
+            return run
+        log(f"resuming {run} at step {step} -> {args.steps}")
+        prior = load_run(run)
+        prior.cfg.optim.steps, prior.cfg.threads = args.steps, args.threads
+        Trainer(prior.cfg, run, prior=prior, log=log).run(progress=False)
+        return run
+    if args.no_train:
+        log(f"{run}: no run and --no-train: {method} skipped")
+        return None
+    extra = json.loads(args.set) if args.set else {}
+    cfg = TrainConfig.from_dict(deep_merge(TrainConfig().to_dict(), deep_merge(PUSHT_CONFIG, deep_merge(METHODS[method], deep_merge({
+        "data": {"path": str(data)}, "optim": {"steps": args.steps}, "threads": args.threads, "seed": args.seed}, extra)))))
+    log(f"training {method}: {args.steps} steps -> {run}")
+    t0 = time.time()
+    Trainer(cfg, run, log=log).run(progress=False)
+    log(f"trained {method} in {time.time() - t0:.0f} s")
+    return run
+
+
+def variants(runs: dict[str, Path], eval_steps: list[int]):
+    for method, run in runs.items():
+        model = load_run(run).build_model(ema=True)
+        if method == "diffusion":
+            for t in eval_steps:
+                m = load_run(run).build_model(ema=True)
+                m.set_sampler("ddim", t)
+                yield f"diffusion T={t}", run, m, t
+        else:
+            yield method, run, model, 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, help="pusht_lowdim.npz (default: $KDP_PUSHT_DATA or ../shared/datasets/pusht/)")
+    ap.add_argument("--out", default="bench/results/pusht")
+    ap.add_argument("--steps", type=int, default=20_000, help="training steps of each method")
+    ap.add_argument("--no-train", action="store_true")
+    ap.add_argument("--tag", default="", help="run-directory suffix (pusht-<method>-<tag>) for a variant")
+    ap.add_argument("--set", default="", help='JSON config overrides for new runs, e.g. \'{"optim": {"positives": 16}}\'')
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0, help="training seed")
+    ap.add_argument("--eval-seed", type=int, default=100_000)
+    ap.add_argument("--candidates", type=int, nargs="+", default=[16, 1])
+    ap.add_argument("--action-steps", type=int, default=8)
+    ap.add_argument("--eval-steps", type=int, nargs="+", default=[20], help="diffusion DDIM steps in closed loop")
+    ap.add_argument("--latency-budget", type=float, default=20.0, help="seconds of interleaved timing")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    data = Path(args.data) if args.data else default_pusht_path()
+    if not data.exists():
+        print(f"bench/pusht.py: skipped: PushT demonstrations not found at {data} (looked at --data, then "
+              f"$KDP_PUSHT_DATA, then ../shared/datasets/pusht/pusht_lowdim.npz); nothing is downloaded")
+        return
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = {m: r for m in args.methods if (r := ensure_run(m, data, args)) is not None}
+    cmd = "python bench/pusht.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report = {"command": cmd, "data": str(data),
+              "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+                          "threads": torch.get_num_threads(), "loadavg": [round(x, 2) for x in os.getloadavg()]},
+              "runs": {}, "closed_loop": [], "references": {}, "latency": {}}
+    for m, r in runs.items():
+        info = json.loads((r / "run.json").read_text())
+        last = json.loads((r / "metrics.jsonl").read_text().splitlines()[-1])
+        report["runs"][m] = {"run": str(r), "parameters": info["parameters"], "steps": info["step"],
+                             "train_steps_per_s": round(last.get("steps_per_s", float("nan")), 1)}
+    protos = {k: PushTProtocol(episodes=args.episodes, seed=args.eval_seed, action_steps=args.action_steps,
+                               candidates=k) for k in args.candidates}
+    report["protocol_text"] = protos[args.candidates[0]].describe(2, 16)
+    log("references: random targets on the same episodes, demonstrations replayed")
+    report["references"]["random"] = random_reference(protos[args.candidates[0]])
+    report["references"]["demos"] = replay_demos(data)
+    curves = {}
+    plan_fns = {}
+    for label, run, model, nfe in variants(runs, args.eval_steps):
+        info = load_run(run).info
+        scorer = CandidateScorer(ScoringSpec.for_run(info, args.action_steps))
+        for k, proto in protos.items():
+            plan = generator_plan_fn(torch_generate(model), info.horizon, model.window_dim, model.obs_dim, k, scorer,
+                                     seed=args.eval_seed)
+            t0 = time.time()
+            res = rollout(plan, proto, model.obs_dim, info.obs_history, f"{label} K={k}", progress=False)
+            s = summarize(res)
+            report["closed_loop"].append({"planner": label, "K": k, "network_evaluations": nfe, **s,
+                                          "rollout_s": round(time.time() - t0, 1)})
+            curves[f"{label} K={k}"] = res["max_coverage"]
+            log(f"{label:>14} K={k:>2}: mean max coverage {s['mean_max_coverage']:.3f} ± {s['max_coverage_sem']:.3f}, "
+                f"success {100 * s['success_rate']:.0f}% ({time.time() - t0:.0f} s)")
+            plan_fns[(label, k)] = plan
+        atomic_write_json(out / "pusht.json", report)
+    # latency: one environment's plan (generation + consensus), methods interleaved
+    z = np.load(data)
+    obs = np.tile(pusht_features(z["state"][0]), 2)[None].astype(np.float32)
+    for k in args.candidates:
+        fns = {label: (lambda p=p: p(obs)) for (label, kk), p in plan_fns.items() if kk == k}
+        if not fns:
+            continue
+        lat = time_interleaved(fns, args.latency_budget)
+        base = lat.get("kdp")
+        report["latency"][str(k)] = {label: v | ({"ratio_p50": v["p50_ms"] / base["p50_ms"]} if base else {})
+                                     for label, v in lat.items()}
+    atomic_write_json(out / "pusht.json", report)
+    atomic_write_text(out / "pusht.md", markdown(report))
+    figure(out / "pusht.png", curves, report)
+    print(markdown(report))
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = [f"Command: `{r['command']}`", "", f"Data: {r['data']}", "",
+             f"Machine: {m['cpu']}, torch {m['torch']}, {m['threads']} thread(s); load average {m['loadavg']}.", "",
+             f"Protocol: {r['protocol_text']}", "", "| run | params | train steps | steps/s |", "|---|---|---|---|"]
+    for name, x in r["runs"].items():
+        lines.append(f"| {name} ({x['run']}) | {x['parameters']:,} | {x['steps']} | {x['train_steps_per_s']} |")
+    lines += ["", "| planner | K | mean max coverage | success | mean steps | rollout s |", "|---|---|---|---|---|---|"]
+    for c in r["closed_loop"]:
+        lines.append(f"| {c['planner']} | {c['K']} | {c['mean_max_coverage']:.3f} ± {c['max_coverage_sem']:.3f} | "
+                     f"{100 * c['success_rate']:.0f}% | {c['mean_steps']:.0f} | {c['rollout_s']} |")
+    for name, x in r["references"].items():
+        lines.append(f"| reference: {name} | - | {x['mean_max_coverage']:.3f} ± {x['max_coverage_sem']:.3f} | "
+                     f"{100 * x['success_rate']:.0f}% | - | - |")
+    if r["latency"]:
+        lines += ["", "Plan latency (ms, one environment, torch, generation + consensus choice; interleaved):", "",
+                  "| K | planner | p50 | p99 | ratio p50 vs KDP |", "|---|---|---|---|---|"]
+        for k, rows in r["latency"].items():
+            for label, v in rows.items():
+                ratio = f"x{v['ratio_p50']:.1f}" if "ratio_p50" in v else "-"
+                lines.append(f"| {k} | {label} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {ratio} |")
+    lines += ["", "Targets: KDP mean max coverage >= 0.86 (Drifting Policy 0.86, Diffusion Policy 0.91)."]
+    return "\n".join(lines) + "\n"
+
+
+def figure(path: Path, curves: dict, report: dict) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, cov in curves.items():
+        ax.plot(np.sort(cov)[::-1], label=f"{label} (mean {cov.mean():.3f})")
+    demos = report["references"].get("demos")
+    if demos:
+        ax.axhline(demos["mean_max_coverage"], ls="--", c="k", lw=1, label=f"demos mean {demos['mean_max_coverage']:.3f}")
+    ax.axhline(0.95, ls=":", c="grey", lw=1, label="success 0.95")
+    ax.set_xlabel("episode (sorted)")
+    ax.set_ylabel("max coverage")
+    ax.set_title("PushT: max coverage per episode")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""PushT (issue #8): the low-dim reader, observation history, consensus choice, and the whole chain
+(train -> eval in gym-pusht -> export -> bench -> device planner) on a tiny synthetic dataset of the
+same layout. Nothing here needs the real demonstrations file."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import BLOCK_TORCH, ROOT, kdp_cmd
+
+from kdp_edge.data.pusht import pusht_features, write_synthetic_pusht
+from kdp_edge.data.readers import load_trajectories
+from kdp_edge.errors import DataError
+from kdp_edge.planning import CandidateScorer, ScoringSpec, consensus_scores
+from kdp_edge.windows import Trajectories, WindowSet, stack_history
+
+
+@pytest.fixture(scope="module")
+def tiny_pusht(tmp_path_factory):
+    return write_synthetic_pusht(tmp_path_factory.mktemp("pusht") / "pusht_tiny.npz", episodes=6, steps=40)
+
+
+def test_reader_gives_pusht_features_and_episode_ends(tiny_pusht):
+    z = np.load(tiny_pusht)
+    tr = load_trajectories(tiny_pusht)
+    assert tr.env == "pusht" and tr.goals is None
+    assert tr.observations.shape == (240, 6) and tr.actions.shape == (240, 2)
+    assert np.flatnonzero(tr.episode_ends).tolist() == (z["episode_ends"] - 1).tolist()
+    np.testing.assert_allclose(tr.observations[:, :4], z["state"][:, :4])
+    np.testing.assert_allclose(tr.observations[:, 4] ** 2 + tr.observations[:, 5] ** 2, 1.0, atol=1e-6)
+    np.testing.assert_allclose(np.arctan2(tr.observations[:, 5], tr.observations[:, 4]) % (2 * np.pi),
+                               z["state"][:, 4], atol=1e-4)
+
+
+def test_angle_features_are_continuous_across_the_wrap():
+    a = pusht_features(np.array([[0, 0, 0, 0, 2 * np.pi - 1e-3], [0, 0, 0, 0, 1e-3]], np.float32))
+    assert np.abs(a[0] - a[1]).max() < 3e-3  # the raw angle jumps by 6.28
+
+
+def test_stack_history_repeats_the_first_observation_and_never_crosses_episodes():
+    obs = np.arange(10, dtype=np.float32)[:, None]  # one dim: value = step
+    ends = np.zeros(10, bool)
+    ends[[3, 9]] = True  # episodes 0..3 and 4..9
+    tr = stack_history(Trajectories(obs, np.zeros((10, 1), np.float32), ends), 3)
+    assert tr.observations.shape == (10, 3)
+    assert tr.observations[0].tolist() == [0, 0, 0]
+    assert tr.observations[2].tolist() == [0, 1, 2]
+    assert tr.observations[4].tolist() == [4, 4, 4]  # not [2, 3, 4]: a new episode
+    assert tr.observations[6].tolist() == [4, 5, 6]
+    assert stack_history(tr, 1) is tr
+    with pytest.raises(DataError, match="at least 1"):
+        stack_history(tr, 0)
+
+
+def test_history_reader_windows_start_with_the_stacked_condition(tiny_pusht):
+    tr = load_trajectories(tiny_pusht, obs_history=2)
+    assert tr.obs_dim == 12
+    ws = WindowSet(tr, 16)
+    w = ws.norm.denorm_window(ws.windows(ws.starts[:5]))
+    np.testing.assert_allclose(w[:, 1, :6], w[:, 0, 6:12], rtol=1e-5, atol=1e-3)  # step 1's older obs = step 0's newest
+
+
+def test_bad_episode_ends_is_a_clear_error(tmp_path):
+    p = tmp_path / "bad.npz"
+    np.savez(p, state=np.zeros((10, 5), np.float32), action=np.zeros((10, 2), np.float32),
+             episode_ends=np.array([4, 8]))
+    with pytest.raises(DataError, match="episode_ends"):
+        load_trajectories(p)
+
+
+def test_consensus_picks_the_medoid():
+    rng = np.random.default_rng(0)
+    plans = rng.normal(0, 0.1, size=(7, 16, 14))
+    plans[:5, :, 12:] += 100.0  # 5 candidates in one mode, 2 in another
+    plans[3, :, 12:] = plans[:5, :, 12:].mean(0)  # the centre of the big mode
+    s = consensus_scores(plans, [12, 13], 8)
+    assert int(np.argmax(s)) == 3
+    spec = ScoringSpec(kind="consensus", consensus_dims=[12, 13], consensus_steps=8)
+    assert np.allclose(CandidateScorer(spec)(plans, np.zeros(0)), s)
+    assert consensus_scores(plans[:1], [12, 13], 8).tolist() == [0.0]
+
+
+def test_pusht_chain_train_eval_export_bench_plan(tiny_pusht, tmp_path, cli_env):
+    """train (drift, obs history 2) -> eval in gym-pusht -> int8 export -> bench -> torch-free plan."""
+    pytest.importorskip("gym_pusht", reason="the pusht extra (gym-pusht) is not installed")
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    subprocess.run(kdp_cmd("train", "--data", str(tiny_pusht), "--out", str(run), "--horizon", "16",
+                           "--obs-history", "2", "--steps", "60", "--threads", "1", "--quiet"),
+                   check=True, env=cli_env, capture_output=True)
+    info = json.loads((run / "run.json").read_text())
+    assert (info["env"], info["obs_dim"], info["obs_history"], info["goal_dim"]) == ("pusht", 12, 2, 0)
+
+    r = subprocess.run(kdp_cmd("eval", str(run), "--episodes", "2", "-k", "4", "--quiet"),
+                       env=cli_env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((run / "eval-pusht.json").read_text())
+    assert rep["protocol"]["seed"] == 100_000 and rep["protocol"]["action_steps"] == 8
+    for name in ("kdp", "random", "demos"):
+        assert 0.0 <= rep[name]["mean_max_coverage"] <= 1.0
+    assert rep["demos"]["episodes"] == 6 and rep["kdp"]["episodes"] == 2
+    assert "mean max coverage" in r.stdout
+
+    r = subprocess.run(kdp_cmd("export", str(run), "--out", str(bundle), "--quantize", "int8", "--force"),
+                       env=cli_env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((bundle / "bundle.json").read_text())
+    assert m["obs_history"] == 2 and m["obs_dim"] == 12 and m["env"] == "pusht" and m["step_dt_s"] == 0.1
+    assert m["scoring"]["kind"] == "consensus" and m["scoring"]["consensus_dims"] == [12, 13]
+    assert m["inputs"] == ["obs", "noise"]
+
+    out = tmp_path / "bench.json"
+    r = subprocess.run(kdp_cmd("bench", str(bundle), "-k", "1,16", "--runs", "30", "--warmup", "5", "--quiet",
+                               "--out", str(out)), env=cli_env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["env"] == "pusht"
+
+    code = BLOCK_TORCH + f"""
+import numpy as np
+from kdp_edge.runtime import Planner
+p = Planner.load({str(bundle)!r})
+plan = p.plan(np.full(12, 200.0, np.float32))
+assert plan.window.shape == (16, 14), plan.window.shape
+assert np.isfinite(plan.action).all() and plan.action.shape == (2,)
+try:
+    p.plan(np.zeros(6, np.float32))
+except Exception as exc:
+    print("short-obs:", type(exc).__name__, exc)
+"""
+    r = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "short-obs: PlanInputError" in r.stdout and "12" in r.stdout
+
+
+def test_pusht_bench_skips_with_where_it_looked(tmp_path, cli_env):
+    missing = tmp_path / "nope" / "pusht_lowdim.npz"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "pusht.py"), "--data", str(missing), "--out",
+                        str(tmp_path / "out")], env=cli_env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "skipped" in r.stdout and str(missing) in r.stdout and not (tmp_path / "out").exists()
+
+
+def test_synthetic_cli_and_eval_env_mismatch(tmp_path, cli_env, tiny_run):
+    out = tmp_path / "s.npz"
+    r = subprocess.run(kdp_cmd("data", "pusht-synthetic", "--episodes", "2", "--steps", "20", "--out", str(out)),
+                       env=cli_env, capture_output=True, text=True)
+    assert r.returncode == 0 and load_trajectories(out).observations.shape == (40, 6)
+    r = subprocess.run(kdp_cmd("eval", str(tiny_run), "--env", "pusht", "--episodes", "1", "--quiet"),
+                       env=cli_env, capture_output=True, text=True)
+    assert r.returncode != 0 and "not pusht" in r.stderr
+
+
+def test_history_planner_stacks_oldest_first_and_resets():
+    from kdp_edge.runtime import HistoryPlanner
+
+    seen = []
+
+    class Inner:
+        manifest = "m"
+
+        def plan(self, obs, goal=None, noise=None):
+            seen.append(obs.tolist())
+            return "plan"
+
+    p = HistoryPlanner(Inner(), 3)
+    assert p.plan([1.0, 10.0]) == "plan" and p.manifest == "m"
+    p.plan([2.0, 20.0])
+    p.plan([3.0, 30.0])
+    p.plan([4.0, 40.0])
+    assert seen == [[1, 10, 1, 10, 1, 10], [1, 10, 1, 10, 2, 20], [1, 10, 2, 20, 3, 30], [2, 20, 3, 30, 4, 40]]
+    p.reset()
+    p.plan([5.0, 50.0])
+    assert seen[-1] == [5, 50] * 3
