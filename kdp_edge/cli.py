@@ -66,6 +66,21 @@ def data_pointmaze(maze, steps, noise, seed, arrive_radius, dwell, out) -> None:
     click.echo(f"wrote {out}: {steps:,} steps, {goals:,} goals reached, {time.perf_counter() - t0:.1f}s")
 
 
+@data.command("pusht-synthetic")
+@click.option("--episodes", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option("--steps", type=click.IntRange(min=2), default=60, show_default=True, help="steps per episode")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="output .npz (PushT low-dim layout)")
+@friendly_errors
+def data_pusht_synthetic(episodes, steps, seed, out) -> None:
+    """A tiny made-up dataset in the PushT low-dim layout (for trying the pipeline; not demonstrations).
+    The real 206 human demonstrations: ../shared/datasets/pusht/pusht_lowdim.npz."""
+    from .data.pusht import write_synthetic_pusht
+
+    write_synthetic_pusht(out, episodes=episodes, steps=steps, seed=seed)
+    click.echo(f"wrote {out}: {episodes} episodes x {steps} steps (synthetic, PushT layout)")
+
+
 # ---- train ----------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--data", "data_path", type=click.Path(), help="dataset (.hdf5 D4RL, .npz OGBench, Minari dir)")
@@ -78,16 +93,20 @@ def data_pointmaze(maze, steps, noise, seed, arrive_radius, dwell, out) -> None:
 @click.option("--arch", type=click.Choice(["mlp", "unet"]), default=None)
 @click.option("--steps", type=click.IntRange(min=1), default=None)
 @click.option("--horizon", type=click.IntRange(min=2), default=None)
+@click.option("--obs-history", type=click.IntRange(min=1), default=None,
+              help="observations stacked into the condition (PushT / Diffusion Policy: 2)")
 @click.option("--seed", type=int, default=None)
 @click.option("--threads", type=click.IntRange(min=0), default=None, help="torch threads (0: default)")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
+              help="training device [default: cpu]; cuda: one GPU per process (cuda:LOCAL_RANK), DDP over nccl")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--quiet", is_flag=True, help="no progress line")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="data-parallel processes on this machine (launches torch.distributed.run; optim.conditions "
                    "is per process). Multi-node: run torchrun yourself, see docs/ddp.md")
 @friendly_errors
-def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, threads, resume, quiet,
-          nproc) -> None:
+def train(data_path, out, config_file, method, key, arch, steps, horizon, obs_history, seed, threads, device, resume,
+          quiet, nproc) -> None:
     """Train a KDP generator (or the diffusion baseline); writes checkpoint, config and metrics to --out."""
     import os
 
@@ -107,7 +126,8 @@ def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, 
         base = TrainConfig().to_dict()
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         _launch_ddp(nproc, data=data_path, out=out, config=config_file, method=method, key=key, arch=arch,
-                    steps=steps, horizon=horizon, seed=seed, threads=threads, resume=resume, quiet=quiet)
+                    steps=steps, horizon=horizon, obs_history=obs_history, seed=seed, threads=threads, device=device,
+                    resume=resume, quiet=quiet)
     if config_file:
         base = merge(base, load_config_file(config_file))
     over: dict = {}
@@ -115,13 +135,15 @@ def train(data_path, out, config_file, method, key, arch, steps, horizon, seed, 
         over.setdefault("data", {})["path"] = str(data_path)
     if horizon:
         over.setdefault("data", {})["horizon"] = horizon
+    if obs_history:
+        over.setdefault("data", {})["obs_history"] = obs_history
     if key:
         over.setdefault("drift", {}).setdefault("key", {})["kind"] = key
     if arch:
         over.setdefault("model", {})["arch"] = arch
     if steps:
         over.setdefault("optim", {})["steps"] = steps
-    for name, val in (("method", method), ("seed", seed), ("threads", threads)):
+    for name, val in (("method", method), ("seed", seed), ("threads", threads), ("device", device)):
         if val is not None:
             over[name] = val
     cfg = TrainConfig.from_dict(merge(base, over))
@@ -135,10 +157,11 @@ def _launch_ddp(nproc: int, **opts) -> None:
 
     args = []
     for name, val in opts.items():
+        flag = "--" + name.replace("_", "-")
         if val is True:
-            args.append(f"--{name}")
+            args.append(flag)
         elif val is not None and val is not False:  # (0 is a value: --seed 0)
-            args += [f"--{name}", str(val)]
+            args += [flag, str(val)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            "-m", "kdp_edge.train", *args]
     click.echo(f"launching: {' '.join(cmd[1:])}", err=True)
@@ -157,10 +180,14 @@ def _launch_ddp(nproc: int, **opts) -> None:
 # ---- eval -----------------------------------------------------------------------------------------
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path())
-@click.option("--env", type=click.Choice(["pointmaze-umaze", "pointmaze-medium", "pointmaze-large"]),
-              default="pointmaze-umaze", show_default=True)
+@click.option("--env", type=click.Choice(["pointmaze-umaze", "pointmaze-medium", "pointmaze-large", "pusht"]),
+              default=None, help="default: the run's env (pointmaze-umaze when it has none)")
 @click.option("--episodes", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=None, help="first episode seed [default: 0; pusht: 100000]")
+@click.option("--action-steps", type=click.IntRange(min=1), default=8, show_default=True,
+              help="pusht: planned actions executed per plan")
+@click.option("--demos", type=click.Path(dir_okay=False), default=None,
+              help="pusht: the demonstrations file replayed as a reference [default: the run's data]")
 @click.option("--protocol", type=click.Choice(["own-actions", "tracker"]), default="own-actions", show_default=True,
               help="own-actions: execute the plan's first action; tracker: PD toward the planned position")
 @click.option("--lookahead", type=click.IntRange(min=1), default=8, show_default=True)
@@ -175,12 +202,32 @@ def _launch_ddp(nproc: int, **opts) -> None:
               help="diffusion runs: denoising steps T (default: the run's diffusion.sample_steps); ignored for drift runs")
 @click.option("--quiet", is_flag=True)
 @friendly_errors
-def eval_cmd(run_dir, env, episodes, seed, protocol, lookahead, candidates, no_references, plot, out, threads,
-             sampler, sample_steps, quiet) -> None:
-    """Closed-loop evaluation on the D4RL maze2d protocol, with the reference pair."""
+def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookahead, candidates, no_references, plot,
+             out, threads, sampler, sample_steps, quiet) -> None:
+    """Closed-loop evaluation: the D4RL maze2d protocol with the reference pair (PointMaze), or
+    gym-pusht with the random and replayed-demonstration references (PushT)."""
     from .evaluate import EvalProtocol, evaluate_run
-    from .fileio import atomic_write_json
+    from .fileio import atomic_write_json, read_json
 
+    if env is None:
+        run_json = Path(run_dir) / "run.json"
+        run_env = read_json(run_json).get("env", "") if run_json.exists() else ""
+        env = run_env if run_env == "pusht" or run_env.startswith("pointmaze-") else "pointmaze-umaze"
+    if env == "pusht":
+        from .pusht import PushTProtocol, evaluate_pusht_run, format_pusht_eval
+
+        proto = PushTProtocol(episodes=episodes, seed=100_000 if seed is None else seed, action_steps=action_steps,
+                              candidates=candidates)
+        data = demos or read_json(Path(run_dir) / "run.json").get("data", "")
+        report = evaluate_pusht_run(run_dir, proto, progress=not quiet, references=not no_references,
+                                    threads=threads, sampler=sampler, sample_steps=sample_steps,
+                                    demos=Path(data) if data else None, log=lambda m: click.echo(m, err=True))
+        out = out or str(Path(run_dir) / "eval-pusht.json")
+        atomic_write_json(out, report)
+        click.echo(format_pusht_eval(report))
+        click.echo(f"report: {out}")
+        return
+    seed = 0 if seed is None else seed
     proto = EvalProtocol(env=env, episodes=episodes, seed=seed, protocol=protocol, lookahead=lookahead,
                          candidates=candidates)
     report = evaluate_run(run_dir, proto, progress=not quiet, plot=plot, references=not no_references, threads=threads,

@@ -247,8 +247,9 @@ class DiffusionGenerator(nn.Module):
         excluded from the MSE (it is given, not predicted).
         """
         b = x0.shape[0]
-        t = torch.randint(0, self.dcfg.timesteps, (b,), generator=generator)
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        # drawn on the CPU (same numbers on every device, resumable from the CPU RNG state), then moved
+        t = torch.randint(0, self.dcfg.timesteps, (b,), generator=generator).to(x0.device)
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         ab = self.alphas_cumprod[t][:, None, None]
         x_t = self.inpaint(ab.sqrt() * x0 + (1 - ab).sqrt() * eps, self.first_state(cond))
         target = eps if self.dcfg.prediction == "epsilon" else x0
@@ -275,7 +276,7 @@ class DiffusionGenerator(nn.Module):
         b = cond.shape[0]
 
         def x0_fn(x: torch.Tensor, t: int) -> torch.Tensor:
-            return self.x0_estimate(x, torch.full((b,), t, dtype=torch.long), cond)
+            return self.x0_estimate(x, torch.full((b,), t, dtype=torch.long, device=cond.device), cond)
 
         return sample_loop(x0_fn, noise, self.schedule, steps or self.sample_steps,
                            eta=1.0 if sampler == "ddpm" else 0.0, inpaint=lambda x: self.inpaint(x, s0))

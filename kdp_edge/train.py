@@ -7,7 +7,8 @@ clipping, JSONL metrics, atomic checkpoints and ``--resume``.
 
 Distributed data parallel (``torchrun --nproc_per_node N -m kdp_edge.train ...``, or
 ``kdp-edge train --nproc N``; see docs/ddp.md). When ``WORLD_SIZE`` > 1 the trainer joins the process
-group (gloo: this trainer runs on CPU; ``KDP_DDP_BACKEND`` overrides) and wraps the generator in
+group (gloo on CPU; nccl with ``--device cuda``, one GPU per process, ``cuda:LOCAL_RANK``;
+``KDP_DDP_BACKEND`` overrides) and wraps the generator in
 :class:`~torch.nn.parallel.DistributedDataParallel`:
 
 * every rank loads the whole dataset, fits the same normaliser and builds the same kNN positive
@@ -65,7 +66,29 @@ def _world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _ddp_wrap(model):
+def resolve_device(want: str):
+    """``cpu``, ``cuda`` (``cuda:LOCAL_RANK`` under torchrun) or ``auto`` -> a torch.device, with a clear
+    error when CUDA is asked for and this torch / machine has none."""
+    import torch
+
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cpu":
+        return torch.device("cpu")
+    if want == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' asked for, but torch.cuda.is_available() is False (a CPU-only torch "
+                              f"{torch.__version__}, or no visible GPU); use --device cpu or --device auto")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} visible GPU(s): start at "
+                              "most that many processes per node (torchrun --nproc_per_node)")
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    raise ConfigError(f"unknown device '{want}': use cpu, cuda or auto")
+
+
+def _ddp_wrap(model, device=None):
     """DDP around a thin module whose forward dispatches to a named method of ``model`` (DDP only
     hooks ``forward``; the trainer calls ``generate_normalized`` / ``loss``)."""
     import torch
@@ -78,7 +101,8 @@ def _ddp_wrap(model):
         def forward(self, name: str, *args):
             return getattr(self.inner, name)(*args)
 
-    return torch.nn.parallel.DistributedDataParallel(_Dispatch(model))
+    ids = [device.index] if device is not None and device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(_Dispatch(model), device_ids=ids)
 
 
 class Trainer:
@@ -98,11 +122,13 @@ class Trainer:
         self.is_main = self.rank == 0
         self.log = log if self.is_main else (lambda *_: None)
         self.ddp = None
+        self.device = resolve_device(cfg.device)
         if self.world > 1:
             import torch.distributed as dist
 
             if not dist.is_initialized():
-                dist.init_process_group(os.environ.get("KDP_DDP_BACKEND", "gloo"))
+                default = "nccl" if self.device.type == "cuda" else "gloo"
+                dist.init_process_group(os.environ.get("KDP_DDP_BACKEND", default))
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         if trajectories is not None:
@@ -110,7 +136,7 @@ class Trainer:
         elif not cfg.data.path:
             raise ConfigError("no dataset given: pass --data FILE (or data.path in the config)")
         else:
-            traj = load_trajectories(cfg.data.path, goal=cfg.data.goal)
+            traj = load_trajectories(cfg.data.path, goal=cfg.data.goal, obs_history=cfg.data.obs_history)
         if prior is not None:
             want = (prior.info.obs_dim, prior.info.act_dim, prior.info.goal_dim)
             have = (traj.obs_dim, traj.act_dim, traj.goal_dim)
@@ -119,7 +145,7 @@ class Trainer:
                                f"the dataset has {have}")
         self.ws = WindowSet(traj, cfg.data.horizon, prior.normalizer if prior else None)
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg, self.ws.norm, cfg.data.horizon)
+        self.model = build_model(cfg, self.ws.norm, cfg.data.horizon).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.rng = np.random.default_rng(cfg.seed)
@@ -129,8 +155,7 @@ class Trainer:
         self.info = RunInfo(
             obs_dim=traj.obs_dim, act_dim=traj.act_dim, goal_dim=traj.goal_dim, horizon=cfg.data.horizon,
             env=traj.env, data=str(cfg.data.path or traj.source), parameters=count_parameters(self.model), method=cfg.method,
-            torch_version=torch.__version__,
-        )
+            torch_version=torch.__version__, obs_history=cfg.data.obs_history)
         if prior is not None:
             self.model.load_state_dict(prior.state["model"])
             self.ema.load_state_dict(prior.state["ema"])
@@ -141,10 +166,12 @@ class Trainer:
             self.info.created = prior.info.created
             self.log(f"resuming {self.out} at step {self.step}/{cfg.optim.steps}")
         if self.world > 1:
-            self.ddp = _ddp_wrap(self.model)
+            self.ddp = _ddp_wrap(self.model, self.device)
             self._reseed()
-            self.log(f"distributed: {self.world} ranks ({torch.distributed.get_backend()}), "
+            self.log(f"distributed: {self.world} ranks ({torch.distributed.get_backend()}, {self.device.type}), "
                      f"{cfg.optim.conditions} conditions per rank")
+        elif self.device.type != "cpu":
+            self.log(f"device: {self.device} ({torch.cuda.get_device_name(self.device)})")
         self._debug_dir = os.environ.get("KDP_DDP_DEBUG_DIR") or None
         # a fixed probe set for sample metrics
         probe_rng = np.random.default_rng(12345)
@@ -169,9 +196,10 @@ class Trainer:
         torch, o = self.torch, self.cfg.optim
         starts = self.ws.starts[self.rng.integers(len(self.ws), size=o.conditions)]
         pos_starts = self.ws.knn(starts, o.positives)  # [G, P]
-        cond = torch.from_numpy(self.ws.conditions(starts))
-        pos = torch.from_numpy(self.ws.windows(pos_starts))
-        pos_cond = torch.from_numpy(self.ws.conditions(pos_starts))
+        dev = self.device
+        cond = torch.from_numpy(self.ws.conditions(starts)).to(dev)
+        pos = torch.from_numpy(self.ws.windows(pos_starts)).to(dev)
+        pos_cond = torch.from_numpy(self.ws.conditions(pos_starts)).to(dev)
         return cond, pos, pos_cond
 
     def drift_loss(self):
@@ -181,7 +209,7 @@ class Trainer:
         torch, cfg = self.torch, self.cfg
         g, n = cfg.optim.conditions, cfg.optim.samples
         cond, pos, pos_cond = self.batch()
-        noise = torch.randn(g * n, cfg.data.horizon, self.model.window_dim)
+        noise = torch.randn(g * n, cfg.data.horizon, self.model.window_dim).to(self.device)  # CPU RNG: resumable
         gen = self._call("generate_normalized", cond.repeat_interleave(n, dim=0), noise)
         gen = gen.reshape(g, n, *gen.shape[1:])
         return keyed_drift_loss(gen, cond, pos, pos_cond, cfg.drift)
@@ -192,8 +220,8 @@ class Trainer:
 
         torch = self.torch
         starts = self.ws.starts[self.rng.integers(len(self.ws), size=diffusion_batch_size(self.cfg))]
-        win = torch.from_numpy(self.ws.windows(starts))
-        cond = torch.from_numpy(self.ws.conditions(starts))
+        win = torch.from_numpy(self.ws.windows(starts)).to(self.device)
+        cond = torch.from_numpy(self.ws.conditions(starts)).to(self.device)
         return self._call("loss", win, cond)
 
     def train_step(self) -> dict[str, float]:
@@ -222,9 +250,10 @@ class Trainer:
         goal = ws.traj.goals[self.probe] if ws.traj.goals is not None else np.zeros((len(obs), 0), np.float32)
         with torch.no_grad():
             noise = torch.randn(len(obs) * k, self.cfg.data.horizon, self.model.window_dim,
-                                generator=torch.Generator().manual_seed(0))
-            plans = self.ema(torch.from_numpy(np.repeat(obs, k, 0)), torch.from_numpy(np.repeat(goal, k, 0)), noise)
-        plans = plans.numpy().reshape(len(obs), k, *plans.shape[1:])
+                                generator=torch.Generator().manual_seed(0)).to(self.device)
+            plans = self.ema(torch.from_numpy(np.repeat(obs, k, 0)).to(self.device),
+                             torch.from_numpy(np.repeat(goal, k, 0)).to(self.device), noise)
+        plans = plans.cpu().numpy().reshape(len(obs), k, *plans.shape[1:])
         data = self.probe_windows
         o = ws.traj.obs_dim
         pos_dims = self.cfg.drift.key.descriptor_dims
@@ -250,7 +279,7 @@ class Trainer:
         """Distributed: one all-reduce of [loss, interrupted]; stats["loss"] becomes the mean over
         ranks. Returns whether any rank was interrupted (so all ranks stop at the same step)."""
         torch = self.torch
-        t = torch.tensor([stats["loss"], float(flag)], dtype=torch.float64)
+        t = torch.tensor([stats["loss"], float(flag)], dtype=torch.float64, device=self.device)  # nccl: on the GPU
         torch.distributed.all_reduce(t)
         stats["loss"] = float(t[0]) / self.world
         return bool(t[1] > 0)
@@ -260,7 +289,7 @@ class Trainer:
         def digest(module) -> str:
             h = hashlib.sha256()
             for p in module.parameters():
-                h.update(p.detach().numpy().tobytes())
+                h.update(p.detach().cpu().numpy().tobytes())
             return h.hexdigest()
 
         d = Path(self._debug_dir)

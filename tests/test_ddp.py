@@ -68,7 +68,7 @@ def test_ranks_stay_identical(ddp_run):
     assert [m["step"] for m in rows(ddp_run["run"] / "metrics.jsonl")] == [10, 20, 30]
     assert json.loads((ddp_run["run"] / "run.json").read_text())["step"] == 30
     assert ddp_run["stderr"].count("done: 30 steps") == 1
-    assert "distributed: 2 ranks (gloo), 4 conditions per rank" in ddp_run["stderr"]
+    assert "distributed: 2 ranks (gloo, cpu), 4 conditions per rank" in ddp_run["stderr"]
 
 
 def test_two_ranks_match_one_process(setup, ddp_run, cli_env):
@@ -130,3 +130,25 @@ def test_sigterm_to_one_rank_stops_all(setup, cli_env):
     assert proc.returncode != 0  # torchrun reports the interrupted (exit 130) workers as failed
     step = json.loads((run / "run.json").read_text())["step"]
     assert f"interrupted at step {step}" in err
+
+
+def test_device_selection_and_a_clear_cuda_error(monkeypatch):
+    """cpu and auto resolve on a CPU machine; cuda without a GPU (or LOCAL_RANK past the GPUs) is an error
+    that names the fix; an unknown device too."""
+    import torch
+
+    from kdp_edge.errors import ConfigError
+    from kdp_edge.train import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="--device cpu"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    with pytest.raises(ConfigError, match="nproc_per_node"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("tpu")
