@@ -54,6 +54,21 @@ def _open(stack: ExitStack, port: str, baud: int, timeout: float = 3.0):
     return link, link.hello(timeout)
 
 
+def _ready(what: str, yes: bool) -> None:
+    """On a terminal, wait for Enter before anything moves or is recorded (--yes, or no terminal: go)."""
+    if yes or not sys.stdin.isatty():
+        return
+    click.echo(f"{what}\nPress Enter to start (Ctrl-C or Ctrl-D aborts; nothing is recorded or written) ",
+               err=True, nl=False)
+    try:
+        answered = sys.stdin.readline() != ""  # "" is end of input (Ctrl-D)
+    except KeyboardInterrupt:
+        answered = False
+    if not answered:
+        click.echo("\naborted before recording: nothing written", err=True)
+        raise SystemExit(130)
+
+
 def _units(text: str | None) -> list[str] | None:
     return [u.strip() for u in text.split(",")] if text else None
 
@@ -84,8 +99,9 @@ def calibrate() -> None:
                    "bind the file to that controller's HELLO)")
 @click.option("--state-units", default=None, help="comma-separated unit names per state channel (documentation)")
 @click.option("--action-units", default=None, help="comma-separated unit names per action channel")
+@click.option("--yes", "-y", is_flag=True, help="start at once (no 'press Enter' prompt on a terminal)")
 def calibrate_io(port, baud, out_path, seconds, sweep, hold_states, model_ranges, reference_path, state_from,
-                 log_path, state_units, action_units) -> None:
+                 log_path, state_units, action_units, yes) -> None:
     """Record each state channel's range (hand moves or --sweep) and write per-channel scale/offset/limits."""
     import numpy as np
 
@@ -111,6 +127,9 @@ def calibrate_io(port, baud, out_path, seconds, sweep, hold_states, model_ranges
         raise click.UsageError("--sweep records from a controller; it cannot be combined with --from-log")
     if state_from and not sweep:
         raise click.UsageError("--state-from goes with --sweep")
+    if not log_path:
+        _ready("sweep: the host will drive every actuator in steps. Keep clear of the robot." if sweep else
+               f"hand mode: be ready to move every joint/axis through its full range for {seconds:g} s.", yes)
     try:
         ref = RobotCalibration.load(reference_path) if reference_path else None
         with ExitStack() as stack:

@@ -206,3 +206,30 @@ def test_calibrated_closed_loop_in_sim_matches_unit_scale(tmp_path, tiny_bundle)
     fl = RobotCalibration.load(out)
     assert _rel_err(fl.state_scale, cal.state_scale).max() < 0.01 and fl.method == "log"
     assert _rel_err(fl.state_offset, cal.state_offset).max() < 0.01
+
+
+def test_calibrate_io_waits_for_enter_on_a_terminal(tmp_path, cli_env):
+    """On a terminal nothing is recorded before Enter; Ctrl-D (EOF) at the prompt writes nothing."""
+    import os
+
+    for answer, want_file in ((b"\n", True), (b"\x04", False)):
+        out = tmp_path / f"robot-{want_file}.json"
+        master, slave = os.openpty()
+        p = subprocess.Popen(kdp_cmd("calibrate", "io", "--port", "sim://integrator?rate=100", "--seconds", "0.5",
+                                     "--out", str(out)), env=cli_env, stdin=slave, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        os.close(slave)
+        seen = b""
+        while b"Press Enter" not in seen:  # the prompt has no newline: read raw bytes
+            chunk = os.read(p.stderr.fileno(), 4096)
+            assert chunk, "the command ended before prompting"
+            seen += chunk
+        assert not out.exists() and p.poll() is None  # waiting, nothing written
+        os.write(master, answer)
+        stdout, stderr = p.communicate(timeout=30)
+        os.close(master)
+        stderr = stderr.decode()
+        assert out.exists() == want_file, stderr
+        assert p.returncode == (0 if want_file else 130), stderr
+        if not want_file:
+            assert "nothing written" in stderr
