@@ -239,20 +239,11 @@ def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookah
 
 
 def format_eval(report: dict) -> str:
-    lines = [f"protocol: {report['protocol_text']}", "", "| policy | normalised score | success | return |",
-             "|---|---|---|---|"]
-    for name in ("kdp", "expert", "random"):
-        if name in report:
-            r = report[name]
-            lines.append(f"| {name} | {r['normalized_score_mean']:.1f} ± {r['normalized_score_sem']:.1f} | "
-                         f"{100 * r['success_rate']:.0f}% | {r['return_mean']:.1f} |")
-    lat = report["kdp"]["plan_latency"]
-    ck = report.get("checkpoint", {})
-    sampler = f", {ck['sampler']} T={ck['sample_steps']}" if "sampler" in ck else ""
-    lines.append("")
-    lines.append(f"plan latency (K={report['protocol']['candidates']}{sampler}, torch, incl. scoring): "
-                 f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms")
-    return "\n".join(lines)
+    from .evaluate import format_eval_report
+
+    return format_eval_report(report, "normalised score | success | return", ("kdp", "expert", "random"), lambda r: (
+        f"{r['normalized_score_mean']:.1f} ± {r['normalized_score_sem']:.1f} | {100 * r['success_rate']:.0f}% | "
+        f"{r['return_mean']:.1f}"))
 
 
 # ---- export ---------------------------------------------------------------------------------------

@@ -234,3 +234,17 @@ def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str 
         plot_rollouts(plot, maze, res, snapshots, report, refs.get("expert"))
         report["plot"] = str(plot)
     return report
+
+
+def format_eval_report(report: dict, header: str, names: tuple[str, ...], row: Callable[[dict], str]) -> str:
+    """The markdown printed by ``kdp-edge eval``: protocol, one row per policy (``header`` names the
+    columns after "policy", ``row`` formats a policy's summary), and the planner's latency."""
+    cols = header.count("|") + 1
+    lines = [f"protocol: {report['protocol_text']}", "", f"| policy | {header} |", "|---" * (cols + 1) + "|"]
+    lines += [f"| {name} | {row(report[name])} |" for name in names if name in report]
+    lat = report["kdp"]["plan_latency"]
+    ck = report.get("checkpoint", {})
+    sampler = f", {ck['sampler']} T={ck['sample_steps']}" if "sampler" in ck else ""
+    lines += ["", f"plan latency (K={report['protocol']['candidates']}{sampler}, torch, incl. scoring): "
+                  f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms"]
+    return "\n".join(lines)

@@ -219,16 +219,8 @@ def evaluate_pusht_run(run_dir, proto: PushTProtocol, progress: bool = True, ref
 
 
 def format_pusht_eval(report: dict) -> str:
-    lines = [f"protocol: {report['protocol_text']}", "", "| policy | mean max coverage | success | episodes |",
-             "|---|---|---|---|"]
-    for name in ("kdp", "demos", "random"):
-        if name in report:
-            r = report[name]
-            lines.append(f"| {name} | {r['mean_max_coverage']:.3f} ± {r['max_coverage_sem']:.3f} | "
-                         f"{100 * r['success_rate']:.0f}% | {r['episodes']} |")
-    lat = report["kdp"]["plan_latency"]
-    ck = report.get("checkpoint", {})
-    sampler = f", {ck['sampler']} T={ck['sample_steps']}" if "sampler" in ck else ""
-    lines += ["", f"plan latency (K={report['protocol']['candidates']}{sampler}, torch, incl. scoring): "
-                  f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms"]
-    return "\n".join(lines)
+    from .evaluate import format_eval_report
+
+    return format_eval_report(report, "mean max coverage | success | episodes", ("kdp", "demos", "random"), lambda r: (
+        f"{r['mean_max_coverage']:.3f} ± {r['max_coverage_sem']:.3f} | {100 * r['success_rate']:.0f}% | "
+        f"{r['episodes']}"))
