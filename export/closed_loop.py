@@ -1,10 +1,11 @@
 """Closed-loop parity: run the torch model and each exported model through the same PointMaze
-episodes (D4RL maze2d protocol, kdp_edge.evaluate) and compare D4RL-normalised scores.
+episodes (D4RL maze2d protocol, kdp_edge.evaluate) and compare D4RL-normalised scores, or the same
+PushT episodes (gym-pusht, kdp_edge.pusht) and compare mean max coverage (in %).
 
 Every policy gets the same episode starts, the same simulators (reset per rollout) and the same
 noise seed, so a difference in score comes from the model's numbers alone (plus the chaos of a
 closed loop: a tiny action difference can change an episode's route). Needs the ``sim`` extra and
-a ``pointmaze-*`` env; :func:`available` says whether both hold.
+a ``pointmaze-*`` env, or the ``pusht`` extra and the ``pusht`` env; :func:`available` says.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ Generate = Callable[[dict[str, np.ndarray]], np.ndarray]  # feeds -> windows [B,
 
 @dataclass
 class ClosedLoopScore:
-    """One policy's result on the shared episodes (scores are D4RL-normalised, 0-100ish)."""
+    """One policy's result on the shared episodes (``metric`` says what the score is)."""
 
     score_mean: float
     score_sem: float
@@ -29,6 +30,7 @@ class ClosedLoopScore:
     return_mean: float
     episodes: int
     seconds: float
+    metric: str = "D4RL-normalised score"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,8 +38,12 @@ class ClosedLoopScore:
 
 def available(env: str) -> tuple[bool, str]:
     """(True, "") when a closed-loop check can run for ``env``; else (False, why)."""
+    if env == "pusht":
+        if importlib.util.find_spec("gym_pusht") is None:
+            return False, "the pusht extra is not installed (gym_pusht missing): pip install 'kdp-edge[pusht]'"
+        return True, ""
     if not env.startswith("pointmaze-"):
-        return False, f"env {env or '(unknown)'} is not a pointmaze-* env"
+        return False, f"env {env or '(unknown)'} has no closed-loop check (pointmaze-* and pusht do)"
     missing = [m for m in ("gymnasium", "gymnasium_robotics", "mujoco") if importlib.util.find_spec(m) is None]
     if missing:
         return False, f"the sim extra is not installed ({', '.join(missing)} missing): pip install 'kdp-edge[sim]'"
@@ -51,6 +57,9 @@ def closed_loop_scores(manifest, generators: dict[str, Generate], episodes: int 
     bundle's default K). Generators with a fixed K are fed batches of E*K rows they must split."""
     from kdp_edge.evaluate import EvalProtocol, GeneratorPolicy, make_sims, rollout, summarize
     from kdp_edge.planning import CandidateScorer, ScoringSpec
+
+    if manifest.env == "pusht":
+        return _pusht_scores(manifest, generators, episodes, candidates or manifest.default_candidates, log)
 
     proto = EvalProtocol(env=manifest.env, episodes=episodes, seed=seed, protocol=manifest.protocol,
                          lookahead=manifest.lookahead, candidates=candidates or manifest.default_candidates)
@@ -71,5 +80,28 @@ def closed_loop_scores(manifest, generators: dict[str, Generate], episodes: int 
         out[name] = ClosedLoopScore(s["normalized_score_mean"], s["normalized_score_sem"], s["success_rate"],
                                     s["return_mean"], s["episodes"], time.perf_counter() - t0)
         log(f"  closed loop {name}: score {s['normalized_score_mean']:.1f} ± {s['normalized_score_sem']:.1f}, "
+            f"success {100 * s['success_rate']:.0f}% ({episodes} episodes, {out[name].seconds:.0f}s)")
+    return out
+
+
+def _pusht_scores(manifest, generators: dict[str, Generate], episodes: int, candidates: int,
+                  log) -> dict[str, ClosedLoopScore]:
+    """PushT: mean max coverage (x 100) of each generator on the same seeded gym-pusht episodes."""
+    from kdp_edge.planning import CandidateScorer, ScoringSpec
+    from kdp_edge.pusht import PushTProtocol, generator_plan_fn, rollout, summarize
+
+    scorer = CandidateScorer(ScoringSpec.from_dict(manifest.scoring))
+    proto = PushTProtocol(episodes=episodes, candidates=candidates,
+                          action_steps=ScoringSpec.from_dict(manifest.scoring).consensus_steps)
+    out: dict[str, ClosedLoopScore] = {}
+    for name, gen in generators.items():
+        plan = generator_plan_fn(lambda obs, goal, noise, gen=gen: np.asarray(gen({"obs": obs, "noise": noise}), np.float32),
+                                 manifest.horizon, manifest.window_dim, manifest.obs_dim, candidates, scorer)
+        t0 = time.perf_counter()
+        s = summarize(rollout(plan, proto, manifest.obs_dim, manifest.obs_history, name, progress=False))
+        out[name] = ClosedLoopScore(100 * s["mean_max_coverage"], 100 * s["max_coverage_sem"], s["success_rate"],
+                                    s["mean_final_coverage"], s["episodes"], time.perf_counter() - t0,
+                                    metric="PushT mean max coverage (%)")
+        log(f"  closed loop {name}: mean max coverage {s['mean_max_coverage']:.3f} ± {s['max_coverage_sem']:.3f}, "
             f"success {100 * s['success_rate']:.0f}% ({episodes} episodes, {out[name].seconds:.0f}s)")
     return out

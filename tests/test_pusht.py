@@ -102,13 +102,17 @@ def test_pusht_chain_train_eval_export_bench_plan(tiny_pusht, tmp_path, cli_env)
     assert rep["demos"]["episodes"] == 6 and rep["kdp"]["episodes"] == 2
     assert "mean max coverage" in r.stdout
 
-    r = subprocess.run(kdp_cmd("export", str(run), "--out", str(bundle), "--quantize", "int8", "--force"),
+    r = subprocess.run(kdp_cmd("export", str(run), "--out", str(bundle), "--quantize", "int8", "--force",
+                               "--closed-loop-episodes", "2"),
                        env=cli_env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     m = json.loads((bundle / "bundle.json").read_text())
     assert m["obs_history"] == 2 and m["obs_dim"] == 12 and m["env"] == "pusht" and m["step_dt_s"] == 0.1
     assert m["scoring"]["kind"] == "consensus" and m["scoring"]["consensus_dims"] == [12, 13]
     assert m["inputs"] == ["obs", "noise"]
+    cl = m["parity"]["model_int8.onnx"]["closed_loop"]  # int8 vs torch on the same gym-pusht episodes
+    assert cl["metric"] == "PushT mean max coverage (%)" and cl["episodes"] == 2
+    assert 0.0 <= cl["score_mean"] <= 100.0 and 0.0 <= cl["torch_score_mean"] <= 100.0
 
     out = tmp_path / "bench.json"
     r = subprocess.run(kdp_cmd("bench", str(bundle), "-k", "1,16", "--runs", "30", "--warmup", "5", "--quiet",
