@@ -93,15 +93,16 @@ def ensure_run(method: str, data: Path, args) -> Path | None:
 
 
 def variants(runs: dict[str, Path], eval_steps: list[int]):
+    """(label, run info, model, network evaluations per plan): KDP once, diffusion once per T."""
     for method, run in runs.items():
-        model = load_run(run).build_model(ema=True)
-        if method == "diffusion":
-            for t in eval_steps:
-                m = load_run(run).build_model(ema=True)
-                m.set_sampler("ddim", t)
-                yield f"diffusion T={t}", run, m, t
-        else:
-            yield method, run, model, 1
+        loaded = load_run(run)
+        for t in (eval_steps if method == "diffusion" else [None]):
+            model = loaded.build_model(ema=True)
+            if t is None:
+                yield method, loaded.info, model, 1
+            else:
+                model.set_sampler("ddim", t)
+                yield f"diffusion T={t}", loaded.info, model, t
 
 
 def main() -> None:
@@ -150,8 +151,7 @@ def main() -> None:
     report["references"]["demos"] = replay_demos(data)
     curves = {}
     plan_fns = {}
-    for label, run, model, nfe in variants(runs, args.eval_steps):
-        info = load_run(run).info
+    for label, info, model, nfe in variants(runs, args.eval_steps):
         scorer = CandidateScorer(ScoringSpec.for_run(info, args.action_steps))
         for k, proto in protos.items():
             plan = generator_plan_fn(torch_generate(model), info.horizon, model.window_dim, model.obs_dim, k, scorer,

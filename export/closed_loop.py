@@ -90,9 +90,9 @@ def _pusht_scores(manifest, generators: dict[str, Generate], episodes: int, cand
     from kdp_edge.planning import CandidateScorer, ScoringSpec
     from kdp_edge.pusht import PushTProtocol, generator_plan_fn, rollout, summarize
 
-    scorer = CandidateScorer(ScoringSpec.from_dict(manifest.scoring))
-    proto = PushTProtocol(episodes=episodes, candidates=candidates,
-                          action_steps=ScoringSpec.from_dict(manifest.scoring).consensus_steps)
+    spec = ScoringSpec.from_dict(manifest.scoring)
+    scorer = CandidateScorer(spec)
+    proto = PushTProtocol(episodes=episodes, candidates=candidates, action_steps=spec.consensus_steps)
     out: dict[str, ClosedLoopScore] = {}
     for name, gen in generators.items():
         plan = generator_plan_fn(lambda obs, goal, noise, gen=gen: np.asarray(gen({"obs": obs, "noise": noise}), np.float32),

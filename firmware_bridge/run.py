@@ -207,10 +207,11 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
                            candidates=opts.candidates, seed=opts.seed)
     m = planner.manifest
     state_dim = m.obs_dim // m.obs_history  # what the controller streams
+    history = None
     if m.obs_history > 1:
         from kdp_edge.runtime.history import HistoryPlanner
 
-        planner = HistoryPlanner(planner, m.obs_history)
+        planner = history = HistoryPlanner(planner, m.obs_history)
         log(f"observation history: the last {m.obs_history} STATEs ({state_dim} values each) are planned on")
     if opts.slow_plan_ms > 0:
         planner = _SlowPlanner(planner, opts.slow_plan_ms)
@@ -319,8 +320,8 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
                 sim.plant.next_start = sim.starts[episode["i"] % len(sim.starts)]
                 sim.robot.reset_plant()
                 loop.newest = None  # plans of the previous episode are not a fallback for this one
-                if hasattr(planner, "reset"):
-                    planner.reset()  # nor its observations a history
+                if history is not None:
+                    history.reset()  # nor its observations a history
         link.send_stop()
         summary = loop.summary()
         summary["link"] = {k: v for k, v in link.stats.items() if k != "connected"}

@@ -209,16 +209,17 @@ def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookah
     from .evaluate import EvalProtocol, evaluate_run
     from .fileio import atomic_write_json, read_json
 
+    run_json = Path(run_dir) / "run.json"
+    run_info = read_json(run_json) if run_json.exists() else {}  # a missing run is reported by the evaluator
     if env is None:
-        run_json = Path(run_dir) / "run.json"
-        run_env = read_json(run_json).get("env", "") if run_json.exists() else ""
+        run_env = run_info.get("env", "")
         env = run_env if run_env == "pusht" or run_env.startswith("pointmaze-") else "pointmaze-umaze"
     if env == "pusht":
         from .pusht import PushTProtocol, evaluate_pusht_run, format_pusht_eval
 
         proto = PushTProtocol(episodes=episodes, seed=100_000 if seed is None else seed, action_steps=action_steps,
                               candidates=candidates)
-        data = demos or read_json(Path(run_dir) / "run.json").get("data", "")
+        data = demos or run_info.get("data", "")
         report = evaluate_pusht_run(run_dir, proto, progress=not quiet, references=not no_references,
                                     threads=threads, sampler=sampler, sample_steps=sample_steps,
                                     demos=Path(data) if data else None, log=lambda m: click.echo(m, err=True))

@@ -165,23 +165,25 @@ def stack_history(traj: Trajectories, n: int) -> Trajectories:
         raise DataError(f"obs_history must be at least 1 (got {n})")
     if n == 1:
         return traj
-    ends = np.asarray(traj.episode_ends, bool).copy()
-    ends[-1] = True
-    seg_end = np.flatnonzero(ends)
-    seg_start = np.concatenate([[0], seg_end[:-1] + 1])
+    seg_start, seg_end = segments(traj.episode_ends)
     first = np.repeat(seg_start, seg_end - seg_start + 1)  # [T] first step of each step's segment
-    t = np.arange(len(ends))
+    t = np.arange(len(first))
     idx = np.maximum(t[:, None] - np.arange(n - 1, -1, -1)[None], first[:, None])  # [T, n]
     obs = traj.observations[idx].reshape(len(t), -1)
     return Trajectories(obs, traj.actions, traj.episode_ends, traj.goals, source=traj.source, env=traj.env)
 
 
-def valid_starts(episode_ends: np.ndarray, horizon: int) -> np.ndarray:
-    """Start steps t such that t .. t+H-1 lie in one segment."""
+def segments(episode_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first steps, inclusive last steps) of the segments; the stream's last step always ends one."""
     ends = np.asarray(episode_ends, bool).copy()
     ends[-1] = True
-    seg_end = np.flatnonzero(ends)  # inclusive last steps
-    seg_start = np.concatenate([[0], seg_end[:-1] + 1])
+    seg_end = np.flatnonzero(ends)
+    return np.concatenate([[0], seg_end[:-1] + 1]), seg_end
+
+
+def valid_starts(episode_ends: np.ndarray, horizon: int) -> np.ndarray:
+    """Start steps t such that t .. t+H-1 lie in one segment."""
+    seg_start, seg_end = segments(episode_ends)
     out = [np.arange(s, e - horizon + 2) for s, e in zip(seg_start, seg_end, strict=True) if e - s + 1 >= horizon]
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, require
-from ..windows import Trajectories, stack_history
+from ..windows import Trajectories, segments, stack_history
 
 GENERATOR_HINT = (
     "generate one locally with: kdp-edge data pointmaze --maze umaze --steps 1000000 --out data/umaze.hdf5"
@@ -39,7 +39,7 @@ def load_trajectories(path: str | Path, goal: str = "auto", obs_history: int = 1
     elif p.suffix in (".hdf5", ".h5"):
         traj = _read_d4rl(p)
     elif p.suffix == ".npz":
-        traj = _read_ogbench(p)
+        traj = _read_npz(p)
     else:
         raise DataError(f"{p}: unknown dataset format '{p.suffix}'; expected .hdf5 (D4RL), .npz (OGBench) "
                         "or a Minari dataset directory")
@@ -54,9 +54,7 @@ def load_trajectories(path: str | Path, goal: str = "auto", obs_history: int = 1
 
 def hindsight_goals(positions: np.ndarray, episode_ends: np.ndarray) -> np.ndarray:
     """Goal of every step = the position at the end of its segment."""
-    ends = np.asarray(episode_ends, bool).copy()
-    ends[-1] = True
-    last = np.flatnonzero(ends)
+    last = segments(episode_ends)[1]
     seg = np.searchsorted(last, np.arange(len(positions)))
     return positions[last[seg]].astype(np.float32)
 
@@ -83,7 +81,8 @@ def _read_d4rl(p: Path) -> Trajectories:
     return Trajectories(obs, act, ends, goals, source=str(p), env=env)
 
 
-def _read_ogbench(p: Path) -> Trajectories:
+def _read_npz(p: Path) -> Trajectories:
+    """An .npz in the Diffusion Policy low-dim layout (state, action, episode_ends), else OGBench's."""
     try:
         z = np.load(p)
     except (OSError, ValueError) as exc:
@@ -92,6 +91,10 @@ def _read_ogbench(p: Path) -> Trajectories:
         from .pusht import read_lowdim_npz
 
         return read_lowdim_npz(p, z)
+    return _read_ogbench(p, z)
+
+
+def _read_ogbench(p: Path, z) -> Trajectories:
     missing = [k for k in ("observations", "actions", "terminals") if k not in z.files]
     if missing:
         raise DataError(f"{p}: not an OGBench-layout .npz (missing {missing}) nor a Diffusion Policy low-dim "
