@@ -182,7 +182,7 @@ def _launch_ddp(nproc: int, **opts) -> None:
 @click.argument("run_dir", type=click.Path())
 @click.option("--env", type=click.Choice(["pointmaze-umaze", "pointmaze-medium", "pointmaze-large", "pusht"]),
               default=None, help="default: the run's env (pointmaze-umaze when it has none)")
-@click.option("--episodes", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--episodes", type=click.IntRange(min=1), default=None, help="[default: 50; pusht: 200]")
 @click.option("--seed", type=int, default=None, help="first episode seed [default: 0; pusht: 100000]")
 @click.option("--action-steps", type=click.IntRange(min=1), default=8, show_default=True,
               help="pusht: planned actions executed per plan")
@@ -191,7 +191,8 @@ def _launch_ddp(nproc: int, **opts) -> None:
 @click.option("--protocol", type=click.Choice(["own-actions", "tracker"]), default="own-actions", show_default=True,
               help="own-actions: execute the plan's first action; tracker: PD toward the planned position")
 @click.option("--lookahead", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--candidates", "-k", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--candidates", "-k", type=click.IntRange(min=1), default=None,
+              help="candidates per plan [default: 16; pusht: 1, where the consensus choice measured worse]")
 @click.option("--no-references", is_flag=True, help="skip the random / expert reference pair")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write a PNG of rollouts and plans")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report (default RUN_DIR/eval-<env>-<protocol>.json)")
@@ -214,11 +215,12 @@ def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookah
     if env is None:
         run_env = run_info.get("env", "")
         env = run_env if run_env == "pusht" or run_env.startswith("pointmaze-") else "pointmaze-umaze"
+    # options left out take the environment's protocol defaults
+    given = {k: v for k, v in {"episodes": episodes, "seed": seed, "candidates": candidates}.items() if v is not None}
     if env == "pusht":
         from .pusht import PushTProtocol, evaluate_pusht_run, format_pusht_eval
 
-        proto = PushTProtocol(episodes=episodes, seed=100_000 if seed is None else seed, action_steps=action_steps,
-                              candidates=candidates)
+        proto = PushTProtocol(action_steps=action_steps, **given)
         data = demos or run_info.get("data", "")
         report = evaluate_pusht_run(run_dir, proto, progress=not quiet, references=not no_references,
                                     threads=threads, sampler=sampler, sample_steps=sample_steps,
@@ -228,9 +230,7 @@ def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookah
         click.echo(format_pusht_eval(report))
         click.echo(f"report: {out}")
         return
-    seed = 0 if seed is None else seed
-    proto = EvalProtocol(env=env, episodes=episodes, seed=seed, protocol=protocol, lookahead=lookahead,
-                         candidates=candidates)
+    proto = EvalProtocol(env=env, protocol=protocol, lookahead=lookahead, **given)
     report = evaluate_run(run_dir, proto, progress=not quiet, plot=plot, references=not no_references, threads=threads,
                           sampler=sampler, sample_steps=sample_steps, log=lambda m: click.echo(m, err=True))
     out = out or str(Path(run_dir) / f"eval-{env}-{protocol}.json")

@@ -92,11 +92,12 @@ def test_pusht_chain_train_eval_export_bench_plan(tiny_pusht, tmp_path, cli_env)
     info = json.loads((run / "run.json").read_text())
     assert (info["env"], info["obs_dim"], info["obs_history"], info["goal_dim"]) == ("pusht", 12, 2, 0)
 
-    r = subprocess.run(kdp_cmd("eval", str(run), "--episodes", "2", "-k", "4", "--quiet"),
+    r = subprocess.run(kdp_cmd("eval", str(run), "--episodes", "2", "--quiet"),
                        env=cli_env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     rep = json.loads((run / "eval-pusht.json").read_text())
-    assert rep["protocol"]["seed"] == 100_000 and rep["protocol"]["action_steps"] == 8
+    # PushT's own defaults when -k/--seed are left out: one sample per plan, Diffusion Policy's test seeds
+    assert (rep["protocol"]["seed"], rep["protocol"]["action_steps"], rep["protocol"]["candidates"]) == (100_000, 8, 1)
     for name in ("kdp", "random", "demos"):
         assert 0.0 <= rep[name]["mean_max_coverage"] <= 1.0
     assert rep["demos"]["episodes"] == 6 and rep["kdp"]["episodes"] == 2
