@@ -9,10 +9,10 @@ is absent the benchmark says where it looked and exits 0 without results (nothin
 
 Both methods use one training entry point, one checkpoint format and the same backbone (MLP) on the
 same windows: 2 observations in (agent xy, block xy, cos/sin of the block angle; 12 values), 16
-steps planned, 8 executed (Diffusion Policy's setting) and 2 executed (KDP replans cheaply). Evaluation: gym-pusht, seeds 100000..,
-300 steps, 200 episodes, K = 1 sample per plan and K = 16 with the consensus choice (the medoid of the
-executed action chunks). Reported:
-mean max coverage (Diffusion Policy's metric) and success (> 0.95) per method, with two references
+steps planned, 8 executed (Diffusion Policy's setting) or 2 (KDP replans cheaply). Evaluation:
+gym-pusht, seeds 100000.., 300 steps, 200 episodes, K = 1 sample per plan and K = 16 with the
+consensus choice (the medoid of the executed action chunks). Reported: mean max coverage (Diffusion
+Policy's metric) and success (> 0.95) per method, with two references
 (uniform random targets on the same episodes; the demonstrations replayed open loop), and plan
 latency p50/p99 of one environment's plan, the methods interleaved in one process, with the ratio
 diffusion / KDP. Writes <out>/pusht.json, pusht.md and pusht.png.

@@ -29,41 +29,37 @@ from kdp_edge.data.pusht import default_pusht_path  # noqa: E402
 from kdp_edge.data.readers import load_trajectories  # noqa: E402
 from kdp_edge.evaluate import torch_generate  # noqa: E402
 from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
-from kdp_edge.pusht import PushTProtocol, rollout, summarize  # noqa: E402
+from kdp_edge.planning import CandidateScorer, ScoringSpec  # noqa: E402
+from kdp_edge.pusht import PushTProtocol, generator_plan_fn, rollout, summarize  # noqa: E402
 from kdp_edge.windows import WindowSet  # noqa: E402
 
 NOISE_MODES = ("fresh", "held", "zero")
 
 
-def noise_plan_fn(generate, horizon: int, window_dim: int, mode: str, seed: int):
-    """K = 1 plans [E, H, D] from stacked observations [E, O] with the noise of ``mode``."""
-    rng = np.random.default_rng(seed)
-    held: dict[int, np.ndarray] = {}
+def with_noise(generate, mode: str):
+    """``generate`` with its noise replaced per ``mode``: as drawn, the first draw held, or zero."""
+    held: dict[tuple, np.ndarray] = {}
 
-    def plan(obs: np.ndarray) -> np.ndarray:
-        shape = (len(obs), horizon, window_dim)
+    def gen(obs: np.ndarray, goal: np.ndarray, noise: np.ndarray) -> np.ndarray:
         if mode == "zero":
-            noise = np.zeros(shape, np.float32)
+            noise = np.zeros_like(noise)
         elif mode == "held":
-            noise = held.setdefault(len(obs), rng.standard_normal(shape).astype(np.float32))
-        else:
-            noise = rng.standard_normal(shape).astype(np.float32)
-        return generate(obs.astype(np.float32), np.zeros((len(obs), 0), np.float32), noise)
+            noise = held.setdefault(noise.shape, noise)
+        return generate(obs, goal, noise)
 
-    return plan
+    return gen
 
 
 def action_spread(model, ws: WindowSet, act: slice, states: int = 64, draws: int = 32) -> dict:
     """Per-state spread (px) of the planned actions at each step, and the mean first-action error (px)."""
     q = ws.starts[np.random.default_rng(0).choice(len(ws), states, replace=False)]
-    data = ws.norm.denorm_window(ws.windows(q))
     obs = torch.from_numpy(np.repeat(ws.traj.observations[q], draws, 0).astype(np.float32))
     noise = torch.randn(len(obs), ws.horizon, model.window_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         win = model(obs, torch.zeros(len(obs), 0), noise).numpy().reshape(states, draws, ws.horizon, -1)
     a = win[..., act]  # [S, draws, H, 2]
     spread = np.linalg.norm(a - a.mean(1, keepdims=True), axis=-1).mean((0, 1))
-    first_err = np.linalg.norm(a[:, :, 0].mean(1) - data[:, 0, act], axis=-1).mean()
+    first_err = np.linalg.norm(a[:, :, 0].mean(1) - ws.traj.actions[q], axis=-1).mean()
     return {"spread_px": spread.round(2).tolist(), "first_action_mean_error_px": round(float(first_err), 2)}
 
 
@@ -82,6 +78,7 @@ def main() -> None:
         return
     report = {"command": "python bench/pusht_noise.py " + " ".join(sys.argv[1:]), "episodes": args.episodes, "runs": {}}
     proto = PushTProtocol(episodes=args.episodes, candidates=1, action_steps=8)
+    window_sets: dict[tuple[int, int], WindowSet] = {}  # (obs_history, horizon) -> the data's windows
     for run_dir in args.runs:
         run = load_run(run_dir)
         model = run.build_model(ema=True)
@@ -89,13 +86,17 @@ def main() -> None:
             model.set_sampler("ddim", 20)
         o = run.info.obs_dim
         row = {"method": run.cfg.method}
+        scorer = CandidateScorer(ScoringSpec.for_run(run.info, proto.action_steps))  # K = 1: nothing to choose
         for mode in NOISE_MODES:
-            plan = noise_plan_fn(torch_generate(model), run.info.horizon, model.window_dim, mode, proto.seed)
+            plan = generator_plan_fn(with_noise(torch_generate(model), mode), run.info.horizon, model.window_dim, o,
+                                     1, scorer, seed=proto.seed)
             s = summarize(rollout(plan, proto, o, run.info.obs_history, mode, progress=False))
             row[mode] = {k: s[k] for k in ("mean_max_coverage", "max_coverage_sem", "success_rate")}
             print(f"{run_dir} noise {mode}: {s['mean_max_coverage']:.3f} ± {s['max_coverage_sem']:.3f}", flush=True)
-        traj = load_trajectories(data, goal="none", obs_history=run.info.obs_history)
-        row |= action_spread(model, WindowSet(traj, run.info.horizon, run.normalizer), slice(o, o + 2))
+        key = (run.info.obs_history, run.info.horizon)
+        if key not in window_sets:
+            window_sets[key] = WindowSet(load_trajectories(data, goal="none", obs_history=key[0]), key[1])
+        row |= action_spread(model, window_sets[key], slice(o, o + 2))
         report["runs"][run_dir] = row
     out = Path(args.out)
     atomic_write_json(out / "pusht-noise.json", report)
