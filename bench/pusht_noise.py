@@ -8,7 +8,11 @@ For each run (drift or diffusion; diffusion samples with DDIM T=20):
   its plans (a deterministic policy), (c) zero (the generator's "centre");
 - open loop on 64 dataset states x 32 noise draws: the per-state spread of the planned actions
   (mean distance to the per-state mean, pixels) at each planned step, and the distance of the mean
-  first action from the recorded one.
+  first action from the recorded one;
+- for drift runs, who each generated window's neighbours are in one training batch (32 dataset
+  conditions x 16 generated x the run's P kNN positives): mean-scaled key distances to the other
+  generated windows, to the condition's own window and to the other positives, and at each
+  temperature the share of a row's affinity that goes to negatives and to positives.
 Writes <out>/pusht-noise.json and .md.
 """
 
@@ -27,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from kdp_edge.checkpoint import load_run  # noqa: E402
 from kdp_edge.data.pusht import default_pusht_path  # noqa: E402
 from kdp_edge.data.readers import load_trajectories  # noqa: E402
+from kdp_edge.drift import key_distances  # noqa: E402
 from kdp_edge.evaluate import torch_generate  # noqa: E402
 from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 from kdp_edge.planning import CandidateScorer, ScoringSpec  # noqa: E402
@@ -63,6 +68,36 @@ def action_spread(model, ws: WindowSet, act: slice, states: int = 64, draws: int
     return {"spread_px": spread.round(2).tolist(), "first_action_mean_error_px": round(float(first_err), 2)}
 
 
+def drift_neighbourhoods(model, ws: WindowSet, cfg, groups: int = 32) -> dict:
+    """Key-space neighbourhoods of generated windows in a training-like batch (drift runs only).
+
+    Distances are the mean-scaled key distances of :func:`kdp_edge.drift.key_distances`; the row
+    affinity shares are the double-softmax weights of :func:`kdp_edge.drift.drift_field` summed
+    over the negatives and over the positives of each row (self excluded), averaged over rows.
+    """
+    samples = cfg.optim.samples
+    rng = np.random.default_rng(0)
+    starts = ws.starts[rng.choice(len(ws), groups, replace=False)]
+    pos_starts = ws.knn(starts, cfg.optim.positives)  # column 0 is the condition's own window
+    cond = torch.from_numpy(ws.conditions(starts))
+    pos, pos_cond = torch.from_numpy(ws.windows(pos_starts)), torch.from_numpy(ws.conditions(pos_starts))
+    noise = torch.randn(groups * samples, ws.horizon, model.window_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        gen = model.generate_normalized(cond.repeat_interleave(samples, 0), noise).reshape(groups, samples, ws.horizon, -1)
+    gen_cond = cond[:, None].expand(groups, samples, cond.shape[-1])
+    d_neg, d_pos = key_distances(gen, gen_cond, pos, pos_cond, cfg.drift.key)
+    off = ~torch.eye(samples, dtype=torch.bool)
+    out = {"gen_to_gen": float(d_neg[:, off].mean()), "gen_to_own_window": float(d_pos[..., 0].mean()),
+           "gen_to_other_positives": float(d_pos[..., 1:].mean()), "affinity": {}}
+    dist = torch.cat([d_neg + 1e6 * torch.eye(samples), d_pos], -1)
+    for tau in cfg.drift.temperatures:
+        logits = -dist / tau
+        a = torch.sqrt(torch.softmax(logits, -1) * torch.softmax(logits, -2))
+        out["affinity"][f"{tau:g}"] = {"negatives": round(float(a[..., :samples].sum(-1).mean()), 3),
+                                       "positives": round(float(a[..., samples:].sum(-1).mean()), 3)}
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
@@ -97,6 +132,8 @@ def main() -> None:
         if key not in window_sets:
             window_sets[key] = WindowSet(load_trajectories(data, goal="none", obs_history=key[0]), key[1])
         row |= action_spread(model, window_sets[key], slice(o, o + 2))
+        if run.cfg.method == "drift":
+            row["neighbourhoods"] = drift_neighbourhoods(model, window_sets[key], run.cfg)
         report["runs"][run_dir] = row
     out = Path(args.out)
     atomic_write_json(out / "pusht-noise.json", report)
@@ -110,6 +147,17 @@ def main() -> None:
         sp = r["spread_px"]
         lines.append(f"| {name} | {r['method']} | {' | '.join(cells)} | {sp[0]:.1f} / {sp[7]:.1f} / {sp[-1]:.1f} | "
                      f"{r['first_action_mean_error_px']:.1f} |")
+    drift_runs = {n: r["neighbourhoods"] for n, r in report["runs"].items() if "neighbourhoods" in r}
+    if drift_runs:
+        lines += ["", "Drift runs, one training-like batch (32 conditions x N generated x P kNN positives): mean-scaled "
+                  "key distances, and per temperature the share of a generated window's affinity that goes to the "
+                  "other generated windows (negatives) / to the positives.", "",
+                  "| run | generated to generated | to own window | to other positives | affinity negatives / positives per tau |",
+                  "|---|---|---|---|---|"]
+        for name, nb in drift_runs.items():
+            aff = "; ".join(f"{t}: {v['negatives']:.2f} / {v['positives']:.2f}" for t, v in nb["affinity"].items())
+            lines.append(f"| {name} | {nb['gen_to_gen']:.2f} | {nb['gen_to_own_window']:.2f} | "
+                         f"{nb['gen_to_other_positives']:.2f} | {aff} |")
     atomic_write_text(out / "pusht-noise.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -177,3 +177,34 @@ def test_history_planner_stacks_oldest_first_and_resets():
     p.reset()
     p.plan([5.0, 50.0])
     assert seen[-1] == [5, 50] * 3
+
+
+def test_drift_neighbourhoods_measure_distance_to_the_own_window(tiny_pusht):
+    """bench/pusht_noise.py's neighbourhood diagnostic: a generator that returns each condition's own
+    window is at distance 0 from it and from its siblings, and the other positives are farther."""
+    import importlib.util
+
+    import torch
+
+    from kdp_edge.config import TrainConfig
+
+    spec = importlib.util.spec_from_file_location("pusht_noise", ROOT / "bench" / "pusht_noise.py")
+    noise_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noise_bench)
+    ws = WindowSet(load_trajectories(tiny_pusht, goal="none", obs_history=2), 8)
+    all_cond = torch.from_numpy(ws.conditions(ws.starts))
+
+    class OwnWindow:
+        window_dim = ws.windows(ws.starts[:1]).shape[-1]
+
+        def generate_normalized(self, cond, noise):
+            row = torch.cdist(cond, all_cond).argmin(1).numpy()
+            return torch.from_numpy(ws.windows(ws.starts[row]))
+
+    cfg = TrainConfig.from_dict({"optim": {"positives": 4, "samples": 3}, "drift": {"temperatures": [0.05, 0.5]}})
+    nb = noise_bench.drift_neighbourhoods(OwnWindow(), ws, cfg, groups=8)
+    assert nb["gen_to_gen"] == 0 and nb["gen_to_own_window"] == 0
+    assert nb["gen_to_other_positives"] > 0.5
+    assert set(nb["affinity"]) == {"0.05", "0.5"}
+    for share in nb["affinity"].values():
+        assert 0 < share["positives"] and 0 < share["negatives"]
