@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from kdp_edge.checkpoint import load_run  # noqa: E402
 from kdp_edge.data.pusht import default_pusht_path  # noqa: E402
 from kdp_edge.data.readers import load_trajectories  # noqa: E402
-from kdp_edge.drift import key_distances  # noqa: E402
+from kdp_edge.drift import affinity, key_distances  # noqa: E402
 from kdp_edge.evaluate import torch_generate  # noqa: E402
 from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 from kdp_edge.planning import CandidateScorer, ScoringSpec  # noqa: E402
@@ -72,8 +72,8 @@ def drift_neighbourhoods(model, ws: WindowSet, cfg, groups: int = 32) -> dict:
     """Key-space neighbourhoods of generated windows in a training-like batch (drift runs only).
 
     Distances are the mean-scaled key distances of :func:`kdp_edge.drift.key_distances`; the row
-    affinity shares are the double-softmax weights of :func:`kdp_edge.drift.drift_field` summed
-    over the negatives and over the positives of each row (self excluded), averaged over rows.
+    affinity shares are the weights of :func:`kdp_edge.drift.affinity` summed over the negatives
+    and over the positives of each row (self excluded), averaged over rows.
     """
     samples = cfg.optim.samples
     rng = np.random.default_rng(0)
@@ -89,12 +89,10 @@ def drift_neighbourhoods(model, ws: WindowSet, cfg, groups: int = 32) -> dict:
     off = ~torch.eye(samples, dtype=torch.bool)
     out = {"gen_to_gen": float(d_neg[:, off].mean()), "gen_to_own_window": float(d_pos[..., 0].mean()),
            "gen_to_other_positives": float(d_pos[..., 1:].mean()), "affinity": {}}
-    dist = torch.cat([d_neg + 1e6 * torch.eye(samples), d_pos], -1)
     for tau in cfg.drift.temperatures:
-        logits = -dist / tau
-        a = torch.sqrt(torch.softmax(logits, -1) * torch.softmax(logits, -2))
-        out["affinity"][f"{tau:g}"] = {"negatives": round(float(a[..., :samples].sum(-1).mean()), 3),
-                                       "positives": round(float(a[..., samples:].sum(-1).mean()), 3)}
+        a_neg, a_pos = affinity(d_neg, d_pos, tau)
+        out["affinity"][f"{tau:g}"] = {"negatives": round(float(a_neg.sum(-1).mean()), 3),
+                                       "positives": round(float(a_pos.sum(-1).mean()), 3)}
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
 
 

@@ -103,6 +103,20 @@ def key_distances(
     return d_neg / scale, d_pos / scale
 
 
+def affinity(d_neg: torch.Tensor, d_pos: torch.Tensor, tau: float,
+             exclude_self: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Double-softmax affinities A- [G, N, N] and A+ [G, N, P] at temperature tau (no gradient).
+
+    A = sqrt(softmax over each row * softmax over each column) of the logits -[d- | d+] / tau;
+    with ``exclude_self`` a generated sample gets (almost) no affinity to itself as a negative.
+    """
+    if exclude_self:
+        d_neg = d_neg + _SELF * torch.eye(d_neg.shape[1], dtype=d_neg.dtype, device=d_neg.device)
+    logits = -torch.cat([d_neg, d_pos], dim=-1).detach() / tau  # [G, N, N + P]
+    a = torch.sqrt(torch.softmax(logits, dim=-1) * torch.softmax(logits, dim=-2))
+    return a[..., : d_neg.shape[2]], a[..., d_neg.shape[2]:]
+
+
 def drift_field(
     x: torch.Tensor,
     y_pos: torch.Tensor,
@@ -121,17 +135,10 @@ def drift_field(
     x = x.detach()
     y_neg = x if y_neg is None else y_neg.detach()
     y_pos = y_pos.detach()
-    if exclude_self:
-        eye = torch.eye(d_neg.shape[1], dtype=d_neg.dtype, device=d_neg.device)
-        d_neg = d_neg + _SELF * eye
-    n_neg = d_neg.shape[2]
-    dist = torch.cat([d_neg, d_pos], dim=-1).detach()  # [G, N, N + P]
     drift = torch.zeros_like(x)
     norms: dict[str, float] = {}
     for tau in temperatures:
-        logits = -dist / tau
-        affinity = torch.sqrt(torch.softmax(logits, dim=-1) * torch.softmax(logits, dim=-2))
-        a_neg, a_pos = affinity[..., :n_neg], affinity[..., n_neg:]
+        a_neg, a_pos = affinity(d_neg, d_pos, tau, exclude_self)
         w_pos = a_pos * a_neg.sum(-1, keepdim=True)
         w_neg = a_neg * a_pos.sum(-1, keepdim=True)
         v_tau = w_pos @ y_pos - w_neg @ y_neg
