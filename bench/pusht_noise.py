@@ -10,7 +10,7 @@ For each run (drift or diffusion; diffusion samples with DDIM T=20):
   (mean distance to the per-state mean, pixels) at each planned step, and the distance of the mean
   first action from the recorded one;
 - for drift runs, who each generated window's neighbours are in one training batch (32 dataset
-  conditions x 16 generated x the run's P kNN positives): mean-scaled key distances to the other
+  conditions x the run's N generated x its P kNN positives): mean-scaled key distances to the other
   generated windows, to the condition's own window and to the other positives, and at each
   temperature the share of a row's affinity that goes to negatives and to positives.
 Writes <out>/pusht-noise.json and .md.
