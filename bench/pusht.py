@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from compare import deep_merge, time_interleaved  # noqa: E402
 
 from kdp_edge.checkpoint import load_run  # noqa: E402
-from kdp_edge.config import TrainConfig  # noqa: E402
+from kdp_edge.config import TrainConfig, recipe  # noqa: E402
 from kdp_edge.data.pusht import default_pusht_path, pusht_features  # noqa: E402
 from kdp_edge.evaluate import torch_generate  # noqa: E402
 from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
@@ -54,14 +54,7 @@ from kdp_edge.pusht import (  # noqa: E402
 from kdp_edge.train import Trainer  # noqa: E402
 
 # The PushT recipe: what differs from TrainConfig's defaults (shared by both methods).
-PUSHT_CONFIG = {
-    "data": {"horizon": 16, "obs_history": 2, "goal": "none"},
-    "model": {"arch": "mlp", "mlp_hidden": 512, "mlp_layers": 3},
-    # 16 kNN positives (drift only): 0.76 vs 0.67 mean max coverage with 32 (bench/results/pusht/variants.md)
-    "optim": {"positives": 16},
-    # descriptor = planned target positions (the action dims of a 12 + 2 window), 4 steps
-    "drift": {"key": {"kind": "condition+descriptor", "descriptor_dims": [12, 13], "descriptor_steps": 4}},
-}
+PUSHT_CONFIG = recipe("pusht")  # the one PushT recipe, shared with `kdp-edge train --recipe pusht`
 METHODS = {"kdp": {"method": "drift"}, "diffusion": {"method": "diffusion"}}
 
 

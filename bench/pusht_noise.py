@@ -5,7 +5,8 @@
 For each run (drift or diffusion; diffusion samples with DDIM T=20):
 - closed loop, K = 1, 8 actions executed per plan, 200 gym-pusht episodes, with the noise
   (a) drawn afresh for every plan (the normal protocol), (b) drawn once per episode and held for all
-  its plans (a deterministic policy), (c) zero (the generator's "centre");
+  its plans (a deterministic policy), (c) zero (the generator's "centre"), (d) drawn afresh and
+  halved (truncation), (e) the plan averaged over 16 fresh draws (the cloud's centre, as sampled);
 - open loop on 64 dataset states x 32 noise draws: the per-state spread of the planned actions
   (mean distance to the per-state mean, pixels) at each planned step, and the distance of the mean
   first action from the recorded one;
@@ -38,18 +39,30 @@ from kdp_edge.planning import CandidateScorer, ScoringSpec  # noqa: E402
 from kdp_edge.pusht import PushTProtocol, generator_plan_fn, rollout, summarize  # noqa: E402
 from kdp_edge.windows import WindowSet  # noqa: E402
 
-NOISE_MODES = ("fresh", "held", "zero")
+NOISE_MODES = ("fresh", "held", "zero", "half", "mean16")
+NOISE_MODE_TITLES = ("fresh noise per plan", "noise held per episode", "zero noise", "noise x 0.5",
+                     "mean of 16 plans")
 
 
 def with_noise(generate, mode: str):
-    """``generate`` with its noise replaced per ``mode``: as drawn, the first draw held, or zero."""
+    """``generate`` with its noise replaced per ``mode`` (one of :data:`NOISE_MODES`): as drawn, the
+    first draw held, zero, halved, or the window averaged over 16 draws (the given one and 15 more)."""
     held: dict[tuple, np.ndarray] = {}
+    rng = np.random.default_rng(1)
 
     def gen(obs: np.ndarray, goal: np.ndarray, noise: np.ndarray) -> np.ndarray:
         if mode == "zero":
             noise = np.zeros_like(noise)
         elif mode == "held":
             noise = held.setdefault(noise.shape, noise)
+        elif mode == "half":
+            noise = 0.5 * noise
+        elif mode == "mean16":
+            more = rng.standard_normal((15, *noise.shape)).astype(noise.dtype)
+            draws = np.concatenate([noise[None], more]).reshape(-1, *noise.shape[1:])
+            rep = len(draws) // len(noise)
+            wins = generate(np.tile(obs, (rep, 1)), np.tile(goal, (rep, 1)), draws)
+            return wins.reshape(rep, *noise.shape[:1], *wins.shape[1:]).mean(0)
         return generate(obs, goal, noise)
 
     return gen
@@ -138,8 +151,9 @@ def main() -> None:
     lines = [f"Command: `{report['command']}`", "",
              f"Closed loop: K = 1, 8 of 16 actions executed, {args.episodes} gym-pusht episodes (seeds 100000..), "
              "mean max coverage ± SEM. Open loop: 64 dataset states x 32 noise draws.", "",
-             "| run | method | fresh noise per plan | noise held per episode | zero noise | "
-             "spread of action 0 / 7 / 15 (px) | mean action 0 error (px) |", "|---|---|---|---|---|---|---|"]
+             f"| run | method | {' | '.join(NOISE_MODE_TITLES)} | "
+             "spread of action 0 / 7 / 15 (px) | mean action 0 error (px) |",
+             "|---|---|" + "---|" * len(NOISE_MODES) + "---|---|"]
     for name, r in report["runs"].items():
         cells = [f"{r[m]['mean_max_coverage']:.3f} ± {r[m]['max_coverage_sem']:.3f}" for m in NOISE_MODES]
         sp = r["spread_px"]

@@ -86,6 +86,9 @@ def data_pusht_synthetic(episodes, steps, seed, out) -> None:
 @click.option("--data", "data_path", type=click.Path(), help="dataset (.hdf5 D4RL, .npz OGBench, Minari dir)")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="run directory")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML/JSON config overrides")
+@click.option("--recipe", "recipe_name", type=str, default=None,
+              help="start a new run from a measured task recipe (kdp_edge.config.RECIPES: pusht); --config and "
+                   "flags override it")
 @click.option("--method", type=click.Choice(["drift", "diffusion"]), default=None,
               help="drift: one-step KDP generator; diffusion: trajectory diffusion baseline (same backbone)")
 @click.option("--key", type=str, default=None,
@@ -105,18 +108,21 @@ def data_pusht_synthetic(episodes, steps, seed, out) -> None:
               help="data-parallel processes on this machine (launches torch.distributed.run; optim.conditions "
                    "is per process). Multi-node: run torchrun yourself, see docs/ddp.md")
 @friendly_errors
-def train(data_path, out, config_file, method, key, arch, steps, horizon, obs_history, seed, threads, device, resume,
-          quiet, nproc) -> None:
+def train(data_path, out, config_file, recipe_name, method, key, arch, steps, horizon, obs_history, seed, threads,
+          device, resume, quiet, nproc) -> None:
     """Train a KDP generator (or the diffusion baseline); writes checkpoint, config and metrics to --out."""
     import os
 
     from .checkpoint import load_run
-    from .config import TrainConfig, load_config_file, merge
+    from .config import TrainConfig, load_config_file, merge, recipe
     from .drift import KEY_KINDS
     from .train import Trainer
 
     if key is not None and key not in KEY_KINDS:
         raise click.BadParameter(f"unknown key '{key}'; choose one of {', '.join(KEY_KINDS)}", param_hint="--key")
+    if resume and recipe_name:
+        raise click.BadParameter("a resumed run keeps the config saved with it; drop --recipe (or start a new --out)",
+                                 param_hint="--recipe")
     prior = load_run(out) if resume else None
     if prior is not None:
         base = prior.cfg.to_dict()
@@ -124,9 +130,11 @@ def train(data_path, out, config_file, method, key, arch, steps, horizon, obs_hi
         if (Path(out) / "checkpoint.pt").exists():
             raise KDPError(f"{out} already holds a run; use --resume to continue it or choose another --out")
         base = TrainConfig().to_dict()
+        if recipe_name:
+            base = merge(base, recipe(recipe_name))
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        _launch_ddp(nproc, data=data_path, out=out, config=config_file, method=method, key=key, arch=arch,
-                    steps=steps, horizon=horizon, obs_history=obs_history, seed=seed, threads=threads, device=device,
+        _launch_ddp(nproc, data=data_path, out=out, config=config_file, recipe=recipe_name, method=method, key=key,
+                    arch=arch, steps=steps, horizon=horizon, obs_history=obs_history, seed=seed, threads=threads, device=device,
                     resume=resume, quiet=quiet)
     if config_file:
         base = merge(base, load_config_file(config_file))

@@ -86,11 +86,14 @@ def test_pusht_chain_train_eval_export_bench_plan(tiny_pusht, tmp_path, cli_env)
     """train (drift, obs history 2) -> eval in gym-pusht -> int8 export -> bench -> torch-free plan."""
     pytest.importorskip("gym_pusht", reason="the pusht extra (gym-pusht) is not installed")
     run, bundle = tmp_path / "run", tmp_path / "bundle"
-    subprocess.run(kdp_cmd("train", "--data", str(tiny_pusht), "--out", str(run), "--horizon", "16",
-                           "--obs-history", "2", "--steps", "60", "--threads", "1", "--quiet"),
+    subprocess.run(kdp_cmd("train", "--recipe", "pusht", "--data", str(tiny_pusht), "--out", str(run),
+                           "--steps", "60", "--threads", "1", "--quiet"),
                    check=True, env=cli_env, capture_output=True)
     info = json.loads((run / "run.json").read_text())
     assert (info["env"], info["obs_dim"], info["obs_history"], info["goal_dim"]) == ("pusht", 12, 2, 0)
+    cfg = json.loads((run / "config.json").read_text())  # the recipe, with the flags on top
+    assert cfg["data"]["horizon"] == 16 and cfg["optim"]["steps"] == 60 and cfg["model"]["mlp_hidden"] == 512
+    assert cfg["drift"]["key"]["descriptor_dims"] == [12, 13] and cfg["drift"]["key"]["descriptor_steps"] == 16
 
     r = subprocess.run(kdp_cmd("eval", str(run), "--episodes", "2", "--quiet"),
                        env=cli_env, capture_output=True, text=True)
@@ -146,6 +149,17 @@ def test_pusht_bench_skips_with_where_it_looked(tmp_path, cli_env):
     assert "skipped" in r.stdout and str(missing) in r.stdout and not (tmp_path / "out").exists()
 
 
+def test_train_recipe_errors_name_the_fix(tmp_path, cli_env, tiny_pusht):
+    """An unknown recipe names the known ones; --recipe with --resume says the saved config is kept."""
+    r = subprocess.run(kdp_cmd("train", "--recipe", "pushy", "--data", str(tiny_pusht), "--out", str(tmp_path / "a")),
+                       env=cli_env, capture_output=True, text=True)
+    assert r.returncode != 0 and "unknown recipe 'pushy'" in r.stderr and "pusht" in r.stderr
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()
+    r = subprocess.run(kdp_cmd("train", "--recipe", "pusht", "--resume", "--out", str(tmp_path / "a")),
+                       env=cli_env, capture_output=True, text=True)
+    assert r.returncode != 0 and "keeps the config saved with it" in r.stderr
+
+
 def test_synthetic_cli_and_eval_env_mismatch(tmp_path, cli_env, tiny_run):
     out = tmp_path / "s.npz"
     r = subprocess.run(kdp_cmd("data", "pusht-synthetic", "--episodes", "2", "--steps", "20", "--out", str(out)),
@@ -179,18 +193,49 @@ def test_history_planner_stacks_oldest_first_and_resets():
     assert seen[-1] == [5, 50] * 3
 
 
+def _pusht_noise_bench():
+    """bench/pusht_noise.py as a module (bench/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pusht_noise", ROOT / "bench" / "pusht_noise.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_noise_modes_replace_the_plan_noise_as_named():
+    """bench/pusht_noise.py's noise modes on a generator that returns its noise (+ obs offset): zero
+    gives zeros, half halves, held repeats the first draw, mean16 averages 16 draws of each row."""
+    noise_bench = _pusht_noise_bench()
+
+    def echo(obs, goal, noise):
+        return noise + obs[:, :1, None]
+
+    rng = np.random.default_rng(0)
+    obs, goal = np.arange(3, dtype=np.float32)[:, None] * 100, np.zeros((3, 0), np.float32)
+    draw = lambda: rng.standard_normal((3, 4, 2)).astype(np.float32)  # noqa: E731
+    n1, n2 = draw(), draw()
+    assert np.allclose(noise_bench.with_noise(echo, "fresh")(obs, goal, n1), n1 + obs[:, :1, None])
+    assert np.allclose(noise_bench.with_noise(echo, "zero")(obs, goal, n1), np.broadcast_to(obs[:, :1, None], n1.shape))
+    assert np.allclose(noise_bench.with_noise(echo, "half")(obs, goal, n1), 0.5 * n1 + obs[:, :1, None])
+    held = noise_bench.with_noise(echo, "held")
+    held(obs, goal, n1)
+    assert np.allclose(held(obs, goal, n2), n1 + obs[:, :1, None])
+    mean = noise_bench.with_noise(echo, "mean16")(obs, goal, n1)
+    assert mean.shape == n1.shape
+    assert np.allclose(mean.mean((1, 2)), obs[:, 0], atol=0.5)  # each row keeps its own observation
+    assert np.abs(mean - obs[:, :1, None]).std() < 0.5 * n1.std()  # averaging 16 draws shrinks the noise ~4x
+    assert set(noise_bench.NOISE_MODES) == {"fresh", "held", "zero", "half", "mean16"}
+
+
 def test_drift_neighbourhoods_measure_distance_to_the_own_window(tiny_pusht):
     """bench/pusht_noise.py's neighbourhood diagnostic: a generator that returns each condition's own
     window is at distance 0 from it and from its siblings, and the other positives are farther."""
-    import importlib.util
-
     import torch
 
     from kdp_edge.config import TrainConfig
 
-    spec = importlib.util.spec_from_file_location("pusht_noise", ROOT / "bench" / "pusht_noise.py")
-    noise_bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(noise_bench)
+    noise_bench = _pusht_noise_bench()
     ws = WindowSet(load_trajectories(tiny_pusht, goal="none", obs_history=2), 8)
     all_cond = torch.from_numpy(ws.conditions(ws.starts))
 
