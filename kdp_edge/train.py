@@ -143,6 +143,14 @@ class Trainer:
             if want != have:
                 raise KDPError(f"cannot resume: the run was trained on dims (obs, act, goal) = {want}, "
                                f"the dataset has {have}")
+        window_dim = traj.obs_dim + traj.act_dim
+        bad = [d for d in cfg.drift.key.descriptor_dims if not 0 <= d < window_dim]
+        if bad:
+            raise ConfigError(
+                f"drift.key.descriptor_dims {cfg.drift.key.descriptor_dims}: {bad} outside this dataset's windows of "
+                f"{window_dim} dims per step (observation 0..{traj.obs_dim - 1} with obs_history "
+                f"{cfg.data.obs_history}, action {traj.obs_dim}..{window_dim - 1}); set drift.key.descriptor_dims "
+                "in --config to dims that exist")
         self.ws = WindowSet(traj, cfg.data.horizon, prior.normalizer if prior else None)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, self.ws.norm, cfg.data.horizon).to(self.device)

@@ -150,7 +150,8 @@ def test_pusht_bench_skips_with_where_it_looked(tmp_path, cli_env):
 
 
 def test_train_recipe_errors_name_the_fix(tmp_path, cli_env, tiny_pusht):
-    """An unknown recipe names the known ones; --recipe with --resume says the saved config is kept."""
+    """An unknown recipe names the known ones; --recipe with --resume says the saved config is kept; key
+    dims the windows lack are named with the window layout (not an IndexError mid-training)."""
     r = subprocess.run(kdp_cmd("train", "--recipe", "pushy", "--data", str(tiny_pusht), "--out", str(tmp_path / "a")),
                        env=cli_env, capture_output=True, text=True)
     assert r.returncode != 0 and "unknown recipe 'pushy'" in r.stderr and "pusht" in r.stderr
@@ -158,6 +159,12 @@ def test_train_recipe_errors_name_the_fix(tmp_path, cli_env, tiny_pusht):
     r = subprocess.run(kdp_cmd("train", "--recipe", "pusht", "--resume", "--out", str(tmp_path / "a")),
                        env=cli_env, capture_output=True, text=True)
     assert r.returncode != 0 and "keeps the config saved with it" in r.stderr
+    # the recipe keys on action dims 12, 13 of 2 stacked observations: with one observation they do not exist
+    r = subprocess.run(kdp_cmd("train", "--recipe", "pusht", "--obs-history", "1", "--data", str(tiny_pusht),
+                               "--out", str(tmp_path / "b"), "--steps", "2"), env=cli_env, capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "descriptor_dims [12, 13]" in r.stderr and "action 6..7" in r.stderr
+    assert not (tmp_path / "b").exists()
 
 
 def test_synthetic_cli_and_eval_env_mismatch(tmp_path, cli_env, tiny_run):
