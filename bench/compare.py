@@ -39,6 +39,7 @@ import torch
 
 from kdp_edge.checkpoint import load_run
 from kdp_edge.config import TrainConfig
+from kdp_edge.config import merge as deep_merge
 from kdp_edge.evaluate import (
     EvalProtocol,
     GeneratorPolicy,
@@ -69,13 +70,6 @@ LABELS = {"kdp": "KDP (keyed drift)", "drift-full": "naive drift (key = full win
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def deep_merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 # ---- runs: load or train (one entry point, one checkpoint format) ---------------------------------------

@@ -35,10 +35,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from compare import deep_merge, time_interleaved  # noqa: E402
+from compare import time_interleaved  # noqa: E402
 
 from kdp_edge.checkpoint import load_run  # noqa: E402
-from kdp_edge.config import TrainConfig, recipe  # noqa: E402
+from kdp_edge.config import TrainConfig, merge, recipe  # noqa: E402
 from kdp_edge.data.pusht import default_pusht_path, pusht_features  # noqa: E402
 from kdp_edge.evaluate import torch_generate  # noqa: E402
 from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
@@ -77,7 +77,7 @@ def ensure_run(method: str, data: Path, args) -> Path | None:
         log(f"{run}: no run and --no-train: {method} skipped")
         return None
     extra = json.loads(args.set) if args.set else {}
-    cfg = TrainConfig.from_dict(deep_merge(TrainConfig().to_dict(), deep_merge(PUSHT_CONFIG, deep_merge(METHODS[method], deep_merge({
+    cfg = TrainConfig.from_dict(merge(TrainConfig().to_dict(), merge(PUSHT_CONFIG, merge(METHODS[method], merge({
         "data": {"path": str(data)}, "optim": {"steps": args.steps}, "threads": args.threads, "seed": args.seed}, extra)))))
     log(f"training {method}: {args.steps} steps -> {run}")
     t0 = time.time()

@@ -39,14 +39,14 @@ from kdp_edge.planning import CandidateScorer, ScoringSpec  # noqa: E402
 from kdp_edge.pusht import PushTProtocol, generator_plan_fn, rollout, summarize  # noqa: E402
 from kdp_edge.windows import WindowSet  # noqa: E402
 
-NOISE_MODES = ("fresh", "held", "zero", "half", "mean16")
-NOISE_MODE_TITLES = ("fresh noise per plan", "noise held per episode", "zero noise", "noise x 0.5",
-                     "mean of 16 plans")
+NOISE_MODES = {"fresh": "fresh noise per plan", "held": "noise held per episode", "zero": "zero noise",
+               "half": "noise x 0.5", "mean16": "mean of 16 plans"}  # mode -> table column
+MEAN_DRAWS = 16
 
 
 def with_noise(generate, mode: str):
-    """``generate`` with its noise replaced per ``mode`` (one of :data:`NOISE_MODES`): as drawn, the
-    first draw held, zero, halved, or the window averaged over 16 draws (the given one and 15 more)."""
+    """``generate`` with its noise replaced per ``mode`` (a key of :data:`NOISE_MODES`): as drawn, the
+    first draw held, zero, halved, or the window averaged over MEAN_DRAWS draws (the given one first)."""
     held: dict[tuple, np.ndarray] = {}
     rng = np.random.default_rng(1)
 
@@ -58,11 +58,10 @@ def with_noise(generate, mode: str):
         elif mode == "half":
             noise = 0.5 * noise
         elif mode == "mean16":
-            more = rng.standard_normal((15, *noise.shape)).astype(noise.dtype)
-            draws = np.concatenate([noise[None], more]).reshape(-1, *noise.shape[1:])
-            rep = len(draws) // len(noise)
-            wins = generate(np.tile(obs, (rep, 1)), np.tile(goal, (rep, 1)), draws)
-            return wins.reshape(rep, *noise.shape[:1], *wins.shape[1:]).mean(0)
+            more = rng.standard_normal((MEAN_DRAWS - 1, *noise.shape)).astype(noise.dtype)
+            draws = np.concatenate([noise[None], more]).reshape(-1, *noise.shape[1:])  # draw-major
+            wins = generate(np.tile(obs, (MEAN_DRAWS, 1)), np.tile(goal, (MEAN_DRAWS, 1)), draws)
+            return wins.reshape(MEAN_DRAWS, len(noise), *wins.shape[1:]).mean(0)
         return generate(obs, goal, noise)
 
     return gen
@@ -151,7 +150,7 @@ def main() -> None:
     lines = [f"Command: `{report['command']}`", "",
              f"Closed loop: K = 1, 8 of 16 actions executed, {args.episodes} gym-pusht episodes (seeds 100000..), "
              "mean max coverage ± SEM. Open loop: 64 dataset states x 32 noise draws.", "",
-             f"| run | method | {' | '.join(NOISE_MODE_TITLES)} | "
+             f"| run | method | {' | '.join(NOISE_MODES.values())} | "
              "spread of action 0 / 7 / 15 (px) | mean action 0 error (px) |",
              "|---|---|" + "---|" * len(NOISE_MODES) + "---|---|"]
     for name, r in report["runs"].items():

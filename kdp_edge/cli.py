@@ -87,7 +87,7 @@ def data_pusht_synthetic(episodes, steps, seed, out) -> None:
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="run directory")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML/JSON config overrides")
 @click.option("--recipe", "recipe_name", type=str, default=None,
-              help="start a new run from a measured task recipe (kdp_edge.config.RECIPES: pusht, pusht-unet); "
+              help="start a new run from a measured task recipe of kdp_edge.config.RECIPES (e.g. pusht); "
                    "--config and flags override it")
 @click.option("--method", type=click.Choice(["drift", "diffusion"]), default=None,
               help="drift: one-step KDP generator; diffusion: trajectory diffusion baseline (same backbone)")
