@@ -2,13 +2,15 @@
 
     python bench/pusht.py --threads 2                       # train both (or load), evaluate 50 episodes
     python bench/pusht.py --no-train --episodes 50          # evaluate existing runs only
+    python bench/pusht.py --recipe pusht-unet --tag unet --candidates 1   # both methods on the 1-D conv U-Net
 
 Data: Diffusion Policy's 206 human PushT demonstrations, ``pusht_lowdim.npz``, looked up at --data,
 else $KDP_PUSHT_DATA, else ../shared/datasets/pusht/pusht_lowdim.npz beside the repository. When it
 is absent the benchmark says where it looked and exits 0 without results (nothing is downloaded).
 
-Both methods use one training entry point, one checkpoint format and the same backbone (MLP) on the
-same windows: 2 observations in (agent xy, block xy, cos/sin of the block angle; 12 values), 16
+Both methods use one training entry point, one checkpoint format and the same backbone (the
+recipe's: MLP for ``pusht``, 1-D conv U-Net for ``pusht-unet``; kdp_edge.config.RECIPES) on the same
+windows: 2 observations in (agent xy, block xy, cos/sin of the block angle; 12 values), 16
 steps planned, 8 executed (Diffusion Policy's setting) or 2 (KDP replans cheaply). Evaluation:
 gym-pusht, seeds 100000.., 300 steps, 200 episodes, K = 1 sample per plan and K = 16 with the
 consensus choice (the medoid of the executed action chunks). Reported: mean max coverage (Diffusion
@@ -38,7 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from compare import time_interleaved  # noqa: E402
 
 from kdp_edge.checkpoint import load_run  # noqa: E402
-from kdp_edge.config import TrainConfig, merge, recipe  # noqa: E402
+from kdp_edge.config import RECIPES, TrainConfig, merge, recipe  # noqa: E402
 from kdp_edge.data.pusht import default_pusht_path, pusht_features  # noqa: E402
 from kdp_edge.evaluate import torch_generate  # noqa: E402
 from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
@@ -53,8 +55,7 @@ from kdp_edge.pusht import (  # noqa: E402
 )
 from kdp_edge.train import Trainer  # noqa: E402
 
-# The PushT recipe: what differs from TrainConfig's defaults (shared by both methods).
-PUSHT_CONFIG = recipe("pusht")  # the one PushT recipe, shared with `kdp-edge train --recipe pusht`
+PUSHT_RECIPES = sorted(name for name in RECIPES if name.startswith("pusht"))  # shared with `train --recipe`
 METHODS = {"kdp": {"method": "drift"}, "diffusion": {"method": "diffusion"}}
 
 
@@ -77,7 +78,7 @@ def ensure_run(method: str, data: Path, args) -> Path | None:
         log(f"{run}: no run and --no-train: {method} skipped")
         return None
     extra = json.loads(args.set) if args.set else {}
-    cfg = TrainConfig.from_dict(merge(TrainConfig().to_dict(), merge(PUSHT_CONFIG, merge(METHODS[method], merge({
+    cfg = TrainConfig.from_dict(merge(TrainConfig().to_dict(), merge(recipe(args.recipe), merge(METHODS[method], merge({
         "data": {"path": str(data)}, "optim": {"steps": args.steps}, "threads": args.threads, "seed": args.seed}, extra)))))
     log(f"training {method}: {args.steps} steps -> {run}")
     t0 = time.time()
@@ -103,7 +104,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="pusht_lowdim.npz (default: $KDP_PUSHT_DATA or ../shared/datasets/pusht/)")
     ap.add_argument("--out", default="bench/results/pusht")
-    ap.add_argument("--steps", type=int, default=20_000, help="training steps of each method")
+    ap.add_argument("--recipe", default="pusht", choices=PUSHT_RECIPES,
+                    help="training recipe of new runs (both methods), from kdp_edge.config.RECIPES")
+    ap.add_argument("--steps", type=int, default=None, help="training steps of each method (default: the recipe's)")
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--tag", default="", help="run-directory suffix (pusht-<method>-<tag>) for a variant")
     ap.add_argument("--set", default="", help='JSON config overrides for new runs, e.g. \'{"optim": {"positives": 16}}\'')
@@ -118,6 +121,8 @@ def main() -> None:
     ap.add_argument("--latency-budget", type=float, default=20.0, help="seconds of interleaved timing")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    if args.steps is None:
+        args.steps = recipe(args.recipe).get("optim", {}).get("steps", TrainConfig().optim.steps)
     os.chdir(ROOT)
     data = Path(args.data) if args.data else default_pusht_path()
     if not data.exists():
@@ -129,14 +134,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs = {m: r for m in args.methods if (r := ensure_run(m, data, args)) is not None}
     cmd = "python bench/pusht.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report = {"command": cmd, "data": str(data),
+    report = {"command": cmd, "data": str(data), "recipe": args.recipe,
               "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                           "threads": torch.get_num_threads(), "loadavg": [round(x, 2) for x in os.getloadavg()]},
               "runs": {}, "closed_loop": [], "references": {}, "latency": {}}
     for m, r in runs.items():
         info = json.loads((r / "run.json").read_text())
         last = json.loads((r / "metrics.jsonl").read_text().splitlines()[-1])
-        report["runs"][m] = {"run": str(r), "parameters": info["parameters"], "steps": info["step"],
+        arch = json.loads((r / "config.json").read_text())["model"]["arch"]
+        report["runs"][m] = {"run": str(r), "arch": arch, "parameters": info["parameters"], "steps": info["step"],
                              "train_steps_per_s": round(last.get("steps_per_s", float("nan")), 1)}
     protos = {(k, a): PushTProtocol(episodes=args.episodes, seed=args.eval_seed, action_steps=a, candidates=k)
               for a in args.action_steps for k in args.candidates}
@@ -184,9 +190,11 @@ def markdown(r: dict) -> str:
     m = r["machine"]
     lines = [f"Command: `{r['command']}`", "", f"Data: {r['data']}", "",
              f"Machine: {m['cpu']}, torch {m['torch']}, {m['threads']} thread(s); load average {m['loadavg']}.", "",
-             f"Protocol: {r['protocol_text']}", "", "| run | params | train steps | steps/s |", "|---|---|---|---|"]
+             f"Recipe of new runs: {r.get('recipe', 'pusht')}.", "", f"Protocol: {r['protocol_text']}", "",
+             "| run | backbone | params | train steps | steps/s |", "|---|---|---|---|---|"]
     for name, x in r["runs"].items():
-        lines.append(f"| {name} ({x['run']}) | {x['parameters']:,} | {x['steps']} | {x['train_steps_per_s']} |")
+        lines.append(f"| {name} ({x['run']}) | {x.get('arch', 'mlp')} | {x['parameters']:,} | {x['steps']} | "
+                     f"{x['train_steps_per_s']} |")
     lines += ["", "| planner | K | executed per plan | mean max coverage | success | mean steps | rollout s |",
               "|---|---|---|---|---|---|---|"]
     for c in sorted(r["closed_loop"], key=lambda c: (c["planner"] != "kdp", c["planner"], c["K"], -c["action_steps"])):

@@ -149,6 +149,25 @@ def test_pusht_bench_skips_with_where_it_looked(tmp_path, cli_env):
     assert "skipped" in r.stdout and str(missing) in r.stdout and not (tmp_path / "out").exists()
 
 
+def test_pusht_bench_trains_the_named_recipe(tiny_pusht, tmp_path, cli_env):
+    """bench/pusht.py --recipe pusht-unet trains with the U-Net (the recipe's backbone) and says so in the
+    report; an unknown recipe is refused before anything is trained."""
+    out = tmp_path / "out"
+    base = [sys.executable, str(ROOT / "bench" / "pusht.py"), "--data", str(tiny_pusht), "--out", str(out)]
+    r = subprocess.run(base + ["--recipe", "pusht-mlp"], env=cli_env, capture_output=True, text=True)
+    assert r.returncode == 2 and "pusht-unet" in r.stderr and not out.exists()
+    r = subprocess.run(base + ["--recipe", "pusht-unet", "--methods", "kdp", "--steps", "2", "--episodes", "1",
+                               "--candidates", "1", "--action-steps", "8", "--latency-budget", "0.2", "--tag", "t"],
+                       env=cli_env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((out / "pusht-kdp-t" / "config.json").read_text())
+    assert cfg["model"]["arch"] == "unet" and cfg["optim"]["steps"] == 2 and cfg["data"]["obs_history"] == 2
+    report = json.loads((out / "pusht.json").read_text())
+    assert report["recipe"] == "pusht-unet" and report["runs"]["kdp"]["arch"] == "unet"
+    assert [c["planner"] for c in report["closed_loop"]] == ["kdp"]
+    assert "| unet |" in (out / "pusht.md").read_text()
+
+
 def test_train_recipe_errors_name_the_fix(tmp_path, cli_env, tiny_pusht):
     """An unknown recipe names the known ones; --recipe with --resume says the saved config is kept; key
     dims the windows lack are named with the window layout (not an IndexError mid-training)."""
