@@ -17,7 +17,7 @@ consensus choice (the medoid of the executed action chunks). Reported: mean max 
 Policy's metric) and success (> 0.95) per method, with two references
 (uniform random targets on the same episodes; the demonstrations replayed open loop), and plan
 latency p50/p99 of one environment's plan, the methods interleaved in one process, with the ratio
-diffusion / KDP. Writes <out>/pusht.json, pusht.md and pusht.png.
+diffusion / KDP. Writes <out>/pusht.json, pusht.md and pusht.png (pusht-<tag>.* with --tag).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def main() -> None:
                     help="training recipe of new runs (both methods), from kdp_edge.config.RECIPES")
     ap.add_argument("--steps", type=int, default=None, help="training steps of each method (default: the recipe's)")
     ap.add_argument("--no-train", action="store_true")
-    ap.add_argument("--tag", default="", help="run-directory suffix (pusht-<method>-<tag>) for a variant")
+    ap.add_argument("--tag", default="", help="variant name: runs in pusht-<method>-<tag>, report pusht-<tag>.json/.md/.png")
     ap.add_argument("--set", default="", help='JSON config overrides for new runs, e.g. \'{"optim": {"positives": 16}}\'')
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--episodes", type=int, default=200, help="50 is too few to rank recipes (see PushTProtocol)")
@@ -132,6 +132,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    stem = f"pusht-{args.tag}" if args.tag else "pusht"  # a variant's report beside the recipe's
     runs = {m: r for m in args.methods if (r := ensure_run(m, data, args)) is not None}
     cmd = "python bench/pusht.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = {"command": cmd, "data": str(data), "recipe": args.recipe,
@@ -168,7 +169,7 @@ def main() -> None:
             log(f"{label:>14} K={k:>2} {a} executed: mean max coverage {s['mean_max_coverage']:.3f} ± "
                 f"{s['max_coverage_sem']:.3f}, success {100 * s['success_rate']:.0f}% ({time.time() - t0:.0f} s)")
             plan_fns.setdefault((label, k), plan)
-        atomic_write_json(out / "pusht.json", report)
+        atomic_write_json(out / f"{stem}.json", report)
     # latency: one environment's plan (generation + consensus), methods interleaved
     z = np.load(data)
     obs = np.tile(pusht_features(z["state"][0]), 2)[None].astype(np.float32)
@@ -180,9 +181,9 @@ def main() -> None:
         base = lat.get("kdp")
         report["latency"][str(k)] = {label: v | ({"ratio_p50": v["p50_ms"] / base["p50_ms"]} if base else {})
                                      for label, v in lat.items()}
-    atomic_write_json(out / "pusht.json", report)
-    atomic_write_text(out / "pusht.md", markdown(report))
-    figure(out / "pusht.png", curves, report)
+    atomic_write_json(out / f"{stem}.json", report)
+    atomic_write_text(out / f"{stem}.md", markdown(report))
+    figure(out / f"{stem}.png", curves, report)
     print(markdown(report))
 
 

@@ -162,10 +162,11 @@ def test_pusht_bench_trains_the_named_recipe(tiny_pusht, tmp_path, cli_env):
     assert r.returncode == 0, r.stderr
     cfg = json.loads((out / "pusht-kdp-t" / "config.json").read_text())
     assert cfg["model"]["arch"] == "unet" and cfg["optim"]["steps"] == 2 and cfg["data"]["obs_history"] == 2
-    report = json.loads((out / "pusht.json").read_text())
+    assert not (out / "pusht.json").exists()  # a tagged variant never overwrites the recipe's report
+    report = json.loads((out / "pusht-t.json").read_text())
     assert report["recipe"] == "pusht-unet" and report["runs"]["kdp"]["arch"] == "unet"
     assert [c["planner"] for c in report["closed_loop"]] == ["kdp"]
-    assert "| unet |" in (out / "pusht.md").read_text()
+    assert "| unet |" in (out / "pusht-t.md").read_text()
 
 
 def test_train_recipe_errors_name_the_fix(tmp_path, cli_env, tiny_pusht):
