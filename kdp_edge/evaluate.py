@@ -241,9 +241,11 @@ def format_eval_report(report: dict, header: str, names: tuple[str, ...], row: C
     columns after "policy", ``row`` formats a policy's summary), and the planner's latency."""
     cols = header.count("|") + 1
     lines = [f"protocol: {report['protocol_text']}", "", f"| policy | {header} |", "|---" * (cols + 1) + "|"]
-    lines += [f"| {name} | {row(report[name])} |" for name in names if name in report]
-    lat = report["kdp"]["plan_latency"]
     ck = report.get("checkpoint", {})
+    # report["kdp"] holds the evaluated run whatever its method; the row says which method it was
+    evaluated = "diffusion" if ck.get("method") == "diffusion" else "kdp"
+    lines += [f"| {evaluated if name == 'kdp' else name} | {row(report[name])} |" for name in names if name in report]
+    lat = report["kdp"]["plan_latency"]
     sampler = f", {ck['sampler']} T={ck['sample_steps']}" if "sampler" in ck else ""
     lines += ["", f"plan latency (K={report['protocol']['candidates']}{sampler}, torch, incl. scoring): "
                   f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms"]

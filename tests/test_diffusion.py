@@ -171,6 +171,7 @@ def test_cli_train_eval_resume(tmp_path, cli_env):
     assert (rep["checkpoint"]["method"], rep["checkpoint"]["sampler"], rep["checkpoint"]["sample_steps"]) == \
         ("diffusion", "ddpm", 5)
     assert rep["kdp"]["episodes"] == 2 and "ddpm T=5" in r.stdout
+    assert "| diffusion |" in r.stdout and "| kdp |" not in r.stdout  # the row names the run's method
     r = _run(["eval", str(run_dir), "--episodes", "1", "--sample-steps", "65", "--no-references", "--quiet",
               "--out", str(report)], cli_env)
     assert r.returncode == 2 and "1..64" in r.stderr and "Traceback" not in r.stderr
