@@ -67,6 +67,11 @@ def ensure_run(method: str, data: Path, args) -> Path | None:
     run = Path(args.out) / f"pusht-{method}{'-' + args.tag if args.tag else ''}"
     if (run / "checkpoint.pt").exists():
         step = json.loads((run / "run.json").read_text())["step"]
+        arch = json.loads((run / "config.json").read_text())["model"]["arch"]
+        wanted = merge(TrainConfig().to_dict(), recipe(args.recipe))["model"]["arch"]
+        if arch != wanted:
+            log(f"note: {run} exists with backbone {arch}, not recipe {args.recipe}'s {wanted}; it is evaluated as it "
+                f"is (a new --tag or --out trains the recipe)")
         if step >= args.steps or args.no_train:
             return run
         log(f"resuming {run} at step {step} -> {args.steps}")

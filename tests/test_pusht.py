@@ -167,6 +167,10 @@ def test_pusht_bench_trains_the_named_recipe(tiny_pusht, tmp_path, cli_env):
     assert report["recipe"] == "pusht-unet" and report["runs"]["kdp"]["arch"] == "unet"
     assert [c["planner"] for c in report["closed_loop"]] == ["kdp"]
     assert "| unet |" in (out / "pusht-t.md").read_text()
+    r = subprocess.run(base + ["--recipe", "pusht", "--no-train", "--methods", "kdp", "--episodes", "1", "--candidates",
+                               "1", "--action-steps", "8", "--latency-budget", "0.2", "--tag", "t"],
+                       env=cli_env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "exists with backbone unet, not recipe pusht's mlp" in r.stdout, r.stdout + r.stderr
 
 
 def test_train_recipe_errors_name_the_fix(tmp_path, cli_env, tiny_pusht):
