@@ -124,8 +124,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "drift": {"key": {"kind": "condition+descriptor", "descriptor_dims": [12, 13], "descriptor_steps": 16}},
     },
 }
-# the same with the 1-D conv U-Net (1.6M parameters) for 12k steps: 0.831 (8 executed, seeds 0-1, 400
-# episodes) / 0.754 (2) against the MLP's 0.723 / 0.760; diffusion on it 0.859 / 0.726 (~1 h per run on
+# the same with the 1-D conv U-Net (1.6M parameters) for 12k steps: 0.837 (8 executed, seeds 0-2, 400
+# episodes) / 0.750 (2) against the MLP's 0.723 / 0.760; diffusion on it 0.859 / 0.726 (~1 h per run on
 # 2 CPU threads; plan p50 2.6 vs 0.22 ms, torch); bench/results/pusht/variants.md, session 7
 RECIPES["pusht-unet"] = merge(RECIPES["pusht"], {"model": {"arch": "unet"}, "optim": {"steps": 12_000}})
 
