@@ -67,11 +67,6 @@ def ensure_run(method: str, data: Path, args) -> Path | None:
     run = Path(args.out) / f"pusht-{method}{'-' + args.tag if args.tag else ''}"
     if (run / "checkpoint.pt").exists():
         step = json.loads((run / "run.json").read_text())["step"]
-        arch = json.loads((run / "config.json").read_text())["model"]["arch"]
-        wanted = merge(TrainConfig().to_dict(), recipe(args.recipe))["model"]["arch"]
-        if arch != wanted:
-            log(f"note: {run} exists with backbone {arch}, not recipe {args.recipe}'s {wanted}; it is evaluated as it "
-                f"is (a new --tag or --out trains the recipe)")
         if step >= args.steps or args.no_train:
             return run
         log(f"resuming {run} at step {step} -> {args.steps}")
@@ -83,8 +78,8 @@ def ensure_run(method: str, data: Path, args) -> Path | None:
         log(f"{run}: no run and --no-train: {method} skipped")
         return None
     extra = json.loads(args.set) if args.set else {}
-    cfg = TrainConfig.from_dict(merge(TrainConfig().to_dict(), merge(recipe(args.recipe), merge(METHODS[method], merge({
-        "data": {"path": str(data)}, "optim": {"steps": args.steps}, "threads": args.threads, "seed": args.seed}, extra)))))
+    cfg = TrainConfig.from_dict(merge(args.base, merge(METHODS[method], merge({
+        "data": {"path": str(data)}, "optim": {"steps": args.steps}, "threads": args.threads, "seed": args.seed}, extra))))
     log(f"training {method}: {args.steps} steps -> {run}")
     t0 = time.time()
     Trainer(cfg, run, log=log).run(progress=False)
@@ -126,8 +121,9 @@ def main() -> None:
     ap.add_argument("--latency-budget", type=float, default=20.0, help="seconds of interleaved timing")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    args.base = merge(TrainConfig().to_dict(), recipe(args.recipe))  # the recipe's full config
     if args.steps is None:
-        args.steps = recipe(args.recipe).get("optim", {}).get("steps", TrainConfig().optim.steps)
+        args.steps = args.base["optim"]["steps"]
     os.chdir(ROOT)
     data = Path(args.data) if args.data else default_pusht_path()
     if not data.exists():
@@ -148,6 +144,9 @@ def main() -> None:
         info = json.loads((r / "run.json").read_text())
         last = json.loads((r / "metrics.jsonl").read_text().splitlines()[-1])
         arch = json.loads((r / "config.json").read_text())["model"]["arch"]
+        if arch != args.base["model"]["arch"]:  # only an existing run can differ from the recipe
+            log(f"note: {r} exists with backbone {arch}, not recipe {args.recipe}'s {args.base['model']['arch']}; "
+                f"it is evaluated as it is (a new --tag or --out trains the recipe)")
         report["runs"][m] = {"run": str(r), "arch": arch, "parameters": info["parameters"], "steps": info["step"],
                              "train_steps_per_s": round(last.get("steps_per_s", float("nan")), 1)}
     protos = {(k, a): PushTProtocol(episodes=args.episodes, seed=args.eval_seed, action_steps=a, candidates=k)
@@ -196,10 +195,10 @@ def markdown(r: dict) -> str:
     m = r["machine"]
     lines = [f"Command: `{r['command']}`", "", f"Data: {r['data']}", "",
              f"Machine: {m['cpu']}, torch {m['torch']}, {m['threads']} thread(s); load average {m['loadavg']}.", "",
-             f"Recipe of new runs: {r.get('recipe', 'pusht')}.", "", f"Protocol: {r['protocol_text']}", "",
+             f"Recipe of new runs: {r['recipe']}.", "", f"Protocol: {r['protocol_text']}", "",
              "| run | backbone | params | train steps | steps/s |", "|---|---|---|---|---|"]
     for name, x in r["runs"].items():
-        lines.append(f"| {name} ({x['run']}) | {x.get('arch', 'mlp')} | {x['parameters']:,} | {x['steps']} | "
+        lines.append(f"| {name} ({x['run']}) | {x['arch']} | {x['parameters']:,} | {x['steps']} | "
                      f"{x['train_steps_per_s']} |")
     lines += ["", "| planner | K | executed per plan | mean max coverage | success | mean steps | rollout s |",
               "|---|---|---|---|---|---|---|"]
