@@ -124,10 +124,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         "drift": {"key": {"kind": "condition+descriptor", "descriptor_dims": [12, 13], "descriptor_steps": 16}},
     },
 }
-# the same with the 1-D conv U-Net (1.6M parameters) for 20k steps: 0.861 / 0.862 (8 executed, training
+# the same with the 1-D conv U-Net (1.6M parameters) for 20k steps: 0.861 / 0.863 (8 executed, training
 # seeds 0 / 1, 400 episodes each) / 0.817 / 0.820 (2 executed); at 12k steps 0.837 (seeds 0-2) / 0.750,
-# diffusion on it 0.859 / 0.726 (12k; 20k not run). ~80 min per 20k run on 2 CPU threads; plan p50 2.6 vs
-# 0.22 ms (torch, MLP); bench/results/pusht/variants.md, sessions 7-8
+# diffusion on it 0.859 / 0.726 (12k; 20k not run). ~80 min per 20k run on 2 CPU threads; torch plan p50
+# 2.6-2.8 ms (the MLP's 0.22 ms); bench/results/pusht/variants.md, sessions 7-8
 RECIPES["pusht-unet"] = merge(RECIPES["pusht"], {"model": {"arch": "unet"}, "optim": {"steps": 20_000}})
 
 
