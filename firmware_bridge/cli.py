@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -61,38 +64,54 @@ def _make_plant(name: str, axes: int) -> Any:
 def virtual_controller(plant_name: str, impl: str, rate: float, axes: int, max_valid_ms: int, latency_ms: float,
                        state_scale: str, state_offset: str, action_scale: str, action_offset: str, seed: int,
                        duration: float) -> None:
-    """Serve the kdp protocol on a pseudo-terminal. Prints `PTY <path>` (give it to --port) first."""
-    if impl == "c":
-        if plant_name != "integrator":
-            raise click.ClickException("--impl c only has the integrator plant")
-        _run_c(rate, axes, max_valid_ms, latency_ms, state_scale, state_offset, action_scale, action_offset, duration)
-        return
-    from .virtual_robot import start_virtual_robot
+    """Serve the kdp protocol on a pseudo-terminal. Prints `PTY <path>` (give it to --port) first.
 
-    plant = _make_plant(plant_name, axes)
-    robot = start_virtual_robot(
-        plant, rate, seed=seed, max_valid_for_ms=max_valid_ms, latency_ms=latency_ms,
-        state_scale=_floats(state_scale), state_offset=_floats(state_offset),
-        action_scale=_floats(action_scale), action_offset=_floats(action_offset),
-    )
-    click.echo(f"PTY {robot.port}")
-    sys.stdout.flush()
-    click.echo(f"virtual controller ({plant_name}, state_dim={plant.state_dim}, action_dim={plant.action_dim}, "
-               f"{rate:g} Hz) on {robot.port} -> {robot.pty_path}; Ctrl-C to stop", err=True)
+    Ctrl-C (SIGINT) or SIGTERM stops it cleanly wherever it lands (exit code 0, stats on stderr)."""
+    with _stop_on_signals() as stop:
+        if impl == "c":
+            if plant_name != "integrator":
+                raise click.ClickException("--impl c only has the integrator plant")
+            _run_c(rate, axes, max_valid_ms, latency_ms, state_scale, state_offset, action_scale, action_offset,
+                   duration, stop)
+            return
+        from .virtual_robot import start_virtual_robot
+
+        plant = _make_plant(plant_name, axes)
+        robot = start_virtual_robot(
+            plant, rate, seed=seed, max_valid_for_ms=max_valid_ms, latency_ms=latency_ms,
+            state_scale=_floats(state_scale), state_offset=_floats(state_offset),
+            action_scale=_floats(action_scale), action_offset=_floats(action_offset),
+        )
+        try:
+            click.echo(f"PTY {robot.port}")
+            sys.stdout.flush()
+            click.echo(f"virtual controller ({plant_name}, state_dim={plant.state_dim}, action_dim={plant.action_dim}, "
+                       f"{rate:g} Hz) on {robot.port} -> {robot.pty_path}; Ctrl-C to stop", err=True)
+            stop.wait(duration if duration > 0 else None)
+        finally:
+            stats = robot.stats
+            robot.close()
+            click.echo("stats " + json.dumps(stats, sort_keys=True), err=True)
+
+
+@contextmanager
+def _stop_on_signals():
+    """An Event set by SIGINT / SIGTERM while the block runs (instead of KeyboardInterrupt), so a
+    Ctrl-C that lands anywhere in it (start-up, serving, shutdown) ends it the same clean way."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
+        yield stop
+        return
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        t_end = time.monotonic() + duration if duration > 0 else None
-        while t_end is None or time.monotonic() < t_end:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
+        yield stop
     finally:
-        stats = robot.stats
-        robot.close()
-        click.echo("stats " + json.dumps(stats, sort_keys=True), err=True)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _run_c(rate: float, axes: int, max_valid_ms: int, latency_ms: float, state_scale: str, state_offset: str,
-           action_scale: str, action_offset: str, duration: float) -> None:
+           action_scale: str, action_offset: str, duration: float, stop: threading.Event) -> None:
     from .cbuild import CVirtualController, build_firmware
 
     build_dir = os.path.join(tempfile.gettempdir(), f"kdp-firmware-{os.getuid()}")
@@ -107,12 +126,11 @@ def _run_c(rate: float, axes: int, max_valid_ms: int, latency_ms: float, state_s
     if duration > 0:
         args += ["--duration", str(duration)]
     vc = CVirtualController(out / "virtual_controller", *args)
-    click.echo(f"PTY {vc.port}")
-    sys.stdout.flush()
     try:
-        vc.proc.wait()
-    except KeyboardInterrupt:
-        pass
+        click.echo(f"PTY {vc.port}")
+        sys.stdout.flush()
+        while not stop.is_set() and vc.proc.poll() is None:
+            stop.wait(0.1)  # a poll, not a timing assumption: ends when the firmware exits or on a signal
     finally:
         vc.close()
         click.echo(vc.stats_line, err=True)
@@ -237,7 +255,15 @@ def register(group: click.Group) -> None:
     group.add_command(serial_probe)
 
 
-@click.group()
+def _group_class() -> type[click.Group]:
+    try:  # the kdp-edge error policy (error: ... fix: ..., exit 2; Ctrl-C exits 130) when kdp_edge is installed
+        from kdp_edge.cli import KDPGroup
+    except ImportError:
+        return click.Group
+    return KDPGroup
+
+
+@click.group(cls=_group_class())
 def cli() -> None:
     """kdp-edge serial bridge tools."""
 

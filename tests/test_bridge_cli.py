@@ -9,6 +9,7 @@ import sys
 
 import click
 from click.testing import CliRunner
+from conftest import SIGINT_DEFAULT
 
 from firmware_bridge.cli import cli, register
 from firmware_bridge.link import SerialLink
@@ -35,23 +36,39 @@ def test_serial_probe_against_virtual_robot():
 
 def test_serial_probe_clear_error_for_missing_port():
     res = CliRunner().invoke(cli, ["serial-probe", "--port", "/dev/ttyNOPE9"])
-    assert res.exit_code == 1
-    assert "not found" in res.output and "fix:" in res.output
+    assert res.exit_code == 2, res.output
+    assert "error:" in res.output and "not found" in res.output and "fix:" in res.output
+    assert "Traceback" not in res.output
 
 
 def test_virtual_controller_command_serves_a_host():
+    # no --duration: it serves until the signal, so the SIGINT lands wherever the process happens to be
+    # (start-up done, serving, or mid-shutdown would all be clean); nothing here waits on the clock
     proc = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "virtual-controller", "--rate", "100",
-                             "--axes", "1", "--duration", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--axes", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **SIGINT_DEFAULT)
     try:
         line = proc.stdout.readline().strip()
         assert line.startswith("PTY /"), line
         with SerialLink(line.split(" ", 1)[1]) as link:
-            caps = link.hello(3.0)
+            caps = link.hello(30.0)
             assert (caps.state_dim, caps.action_dim) == (2, 1)
-            assert link.read_state(1.0) is not None
+            assert link.read_state(30.0) is not None
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    assert "Aborted" not in err and "Traceback" not in err
     stats = json.loads(next(ln for ln in err.splitlines() if ln.startswith("stats "))[len("stats "):])
     assert stats["hellos"] >= 1 and stats["tx_frames"] > 0
+
+
+def test_virtual_controller_sigint_right_at_start_is_clean():
+    """SIGINT as soon as the pty is announced (before the 'Ctrl-C to stop' line and the serving wait)."""
+    proc = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "virtual-controller", "--axes", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **SIGINT_DEFAULT)
+    assert proc.stdout.readline().startswith("PTY /")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Aborted" not in err and "Traceback" not in err and "stats " in err
