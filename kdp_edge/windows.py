@@ -24,6 +24,9 @@ class Trajectories:
     goals: np.ndarray | None = None  # [T, G] float32 or None
     source: str = ""
     env: str = ""  # e.g. "pointmaze-umaze" when known
+    step_dt_s: float = 0.0  # seconds between steps when the dataset says (LeRobot: 1 / fps); 0: unknown
+    obs_names: list[str] | None = None  # names of one observation's values (before obs_history stacking)
+    act_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         t = len(self.observations)
@@ -170,7 +173,8 @@ def stack_history(traj: Trajectories, n: int) -> Trajectories:
     t = np.arange(len(first))
     idx = np.maximum(t[:, None] - np.arange(n - 1, -1, -1)[None], first[:, None])  # [T, n]
     obs = traj.observations[idx].reshape(len(t), -1)
-    return Trajectories(obs, traj.actions, traj.episode_ends, traj.goals, source=traj.source, env=traj.env)
+    return Trajectories(obs, traj.actions, traj.episode_ends, traj.goals, source=traj.source, env=traj.env,
+                        step_dt_s=traj.step_dt_s, obs_names=traj.obs_names, act_names=traj.act_names)
 
 
 def segments(episode_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,9 @@ Supported:
     *.npz           OGBench layout: observations, actions, terminals (episode ends), optional qpos
     *.npz           Diffusion Policy low-dim layout: state, action, episode_ends (exclusive ends), e.g.
                     PushT's pusht_lowdim.npz (see kdp_edge.data.pusht for its observation features)
-    a directory     a Minari dataset: <dir>/data/main_data.hdf5 with episode_* groups
+    a directory     a LeRobotDataset root (meta/info.json; v2.0, v2.1, v3.0; see kdp_edge.data.lerobot),
+                    ``DIR?obs=a,b&action=c`` to choose its features; else
+                    a Minari dataset: <dir>/data/main_data.hdf5 with episode_* groups
 """
 
 from __future__ import annotations
@@ -29,12 +31,22 @@ def load_trajectories(path: str | Path, goal: str = "auto", obs_history: int = 1
     position the segment ends at), or "none". ``obs_history`` > 1 stacks each step's observation
     with the previous ones (:func:`~kdp_edge.windows.stack_history`).
     """
-    p = Path(path)
+    from . import lerobot
+
+    p, spec = Path(path), {}
+    if not p.exists() and "?" in str(path):  # DIR?obs=...: features of a LeRobot dataset
+        base, spec = lerobot.split_spec(str(path))
+        p = Path(base)
     if not p.exists():
         raise DataError(f"dataset not found: {p}. Nothing is downloaded; {GENERATOR_HINT}")
     if goal not in ("auto", "hindsight", "none"):
         raise DataError(f"unknown goal mode '{goal}': use auto, hindsight or none")
-    if p.is_dir():
+    if spec and not lerobot.is_lerobot_root(p):
+        raise DataError(f"{path}: '?obs=' / '?action=' choose features of a LeRobot dataset; {p} is not one "
+                        "(no meta/info.json)")
+    if p.is_dir() and lerobot.is_lerobot_root(p):
+        traj = lerobot.read_lerobot(p, obs=spec.get("obs"), action=(spec.get("action") or [None])[0])
+    elif p.is_dir():
         traj = _read_minari(p)
     elif p.suffix in (".hdf5", ".h5"):
         traj = _read_d4rl(p)
