@@ -85,6 +85,8 @@ class BundleManifest:
     default_candidates: int = 16
     control_rate_hz: float = 50.0
     step_dt_s: float = 0.0  # seconds between window steps (the data's rate); 0: one control period
+    obs_names: list[str] = field(default_factory=list)  # one observation's value names (LeRobot feature names)
+    act_names: list[str] = field(default_factory=list)  # written only when known, so older readers still load it
     protocol: str = "own-actions"  # how the runtime turns the chosen plan into an action
     lookahead: int = 8  # tracker protocol only
     inputs: list[str] = field(default_factory=lambda: ["obs", "goal", "noise"])
@@ -107,6 +109,9 @@ class BundleManifest:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        for k in ("obs_names", "act_names"):
+            if not d[k]:
+                del d[k]
         d["window_dim"] = self.window_dim
         d["action_slice"] = list(self.action_slice)
         return d

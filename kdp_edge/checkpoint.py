@@ -12,7 +12,7 @@ All files are written atomically, so an interrupted run always has a loadable ch
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,10 @@ class RunInfo:
     kdp_edge_version: str = ""
     torch_version: str = ""
     obs_history: int = 1  # obs_dim = obs_history x the environment's observation size
+    # from the dataset when it says (LeRobot: 1 / fps and feature names); absent in older run.json files
+    step_dt_s: float = 0.0  # seconds between window steps; 0: unknown
+    obs_names: list[str] = field(default_factory=list)  # one observation's values (obs_history repeats them)
+    act_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         import dataclasses

@@ -163,7 +163,8 @@ class Trainer:
         self.info = RunInfo(
             obs_dim=traj.obs_dim, act_dim=traj.act_dim, goal_dim=traj.goal_dim, horizon=cfg.data.horizon,
             env=traj.env, data=str(cfg.data.path or traj.source), parameters=count_parameters(self.model), method=cfg.method,
-            torch_version=torch.__version__, obs_history=cfg.data.obs_history)
+            torch_version=torch.__version__, obs_history=cfg.data.obs_history,
+            step_dt_s=traj.step_dt_s, obs_names=list(traj.obs_names or []), act_names=list(traj.act_names or []))
         if prior is not None:
             self.model.load_state_dict(prior.state["model"])
             self.ema.load_state_dict(prior.state["ema"])
