@@ -101,7 +101,7 @@ def cli() -> None:
 # ---- data -----------------------------------------------------------------------------------------
 @cli.group()
 def data() -> None:
-    """Generate datasets locally (nothing is downloaded)."""
+    """Generate datasets locally, or convert them (to-lerobot); nothing is downloaded."""
 
 
 @data.command("pointmaze")
@@ -145,6 +145,31 @@ def data_pusht_synthetic(episodes, steps, seed, out) -> None:
 
     write_synthetic_pusht(out, episodes=episodes, steps=steps, seed=seed)
     click.echo(f"wrote {out}: {episodes} episodes x {steps} steps (synthetic, PushT layout)")
+
+
+@data.command("to-lerobot")
+@click.argument("src", metavar="IN", type=click.Path(exists=True))
+@click.argument("out", metavar="OUT", type=click.Path(file_okay=False))
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="the data's rate (default: PushT 10, PointMaze 100; required for other data)")
+@click.option("--task", type=str, default=None, help="task description stored in meta/tasks.parquet")
+@click.option("--episodes-per-file", type=click.IntRange(min=0), default=0, show_default=True,
+              help="episodes per data file (0: LeRobot's rule, a new file every --file-mb)")
+@click.option("--file-mb", type=click.IntRange(min=1), default=100, show_default=True, help="data file size limit")
+@click.option("--chunks-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="data files per chunk-NNN folder")
+@friendly_errors
+def data_to_lerobot(src, out, fps, task, episodes_per_file, file_mb, chunks_size) -> None:
+    """Convert a dataset kdp-edge reads (PointMaze .hdf5, PushT .npz, ...) into a LeRobot v3.0 folder."""
+    from .data.lerobot import write_lerobot_v30
+    from .data.readers import load_trajectories
+
+    traj = load_trajectories(src, goal="auto")
+    write_lerobot_v30(traj, out, fps=fps, task=task, episodes_per_file=episodes_per_file, chunks_size=chunks_size,
+                      data_files_size_in_mb=file_mb)
+    files = sorted(p.relative_to(out).as_posix() for p in Path(out).glob("data/*/*.parquet"))
+    click.echo(f"wrote {out}: LeRobot v3.0, {int(traj.episode_ends.sum())} episodes, {len(traj.observations):,} frames, "
+               f"{len(files)} data file(s) ({files[0]}{' ...' if len(files) > 1 else ''})")
 
 
 # ---- train ----------------------------------------------------------------------------------------
