@@ -125,6 +125,14 @@ def start_sim(port: str, rate_hz: float, episodes: int, seed: int) -> SimTarget:
     return SimTarget(env, robot, plant, p["horizon"], starts, plant.goal.copy())
 
 
+def check_sim_env(bundle, bundle_env: str, sim_env: str) -> None:
+    """Refuse a bundle made for another environment than the ``sim://`` port's (its goal and maze differ)."""
+    if bundle_env and sim_env != bundle_env:
+        raise RunError(f"bundle {bundle} was exported for {bundle_env} (bundle.json 'env'), the port simulates "
+                       f"{sim_env}: its goal and walls are another maze's. fix: use --port sim://{bundle_env}, or "
+                       f"a bundle trained on {sim_env}")
+
+
 @dataclass
 class RunOptions:
     port: str
@@ -144,6 +152,7 @@ class RunOptions:
     seed: int = 0
     log: str | None = None
     hello_timeout: float = 3.0
+    warmup_plans: int = 20  # whole plans on the first STATE before the first counted cycle
     slow_plan_ms: float = 0.0  # testing: add this much time to every plan (deadline-miss drills)
     calibration: str | None = None  # robot calibration file (kdp-edge calibrate io): units and limits
     timing: str | None = None  # timing calibration file (kdp-edge calibrate latency): default rate and offset
@@ -239,6 +248,7 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
         sim = None
         port = opts.port
         if parse_sim_port(port) is not None:
+            check_sim_env(bundle, m.env, parse_sim_port(port)[0])
             sim = start_sim(port, rate, max(1, opts.episodes), opts.seed)
             stack.callback(sim.robot.close)
             port = sim.robot.port
@@ -260,9 +270,6 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
             raise RunError(f"controller on {opts.port} has state_dim {caps.state_dim} / action_dim {caps.action_dim}, "
                            f"the bundle expects {state_dim} / {m.act_dim}: wrong bundle for this robot, or map the "
                            "robot's units with a calibration file")
-        if sim is not None:  # the first episode starts now, not when the robot was started
-            sim.plant.next_start = sim.starts[0]
-            sim.robot.reset_plant()
         goal = np.asarray(opts.goal, np.float32) if opts.goal else (sim.goal.astype(np.float32) if sim else None)
         if m.goal_dim and (goal is None or len(goal) != m.goal_dim or not np.isfinite(goal).all()):
             raise RunError(f"the bundle is goal-conditioned ({m.goal_dim} goal values): pass --goal "
@@ -301,6 +308,25 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
                    "actions_refused_stale", "disconnects", "reconnects", "write_timeouts", "watchdog_trips_seen")
         link_stats = lambda: {k: v for k, v in link.stats.items() if k in rx_keys and v}  # noqa: E731
         loop = ControlLoop(planner, io, cfg, goal, on_cycle, link_stats)
+        # warm up the whole plan path (checks, noise, model, scoring, action selection) on a STATE of this
+        # robot before the first counted cycle: the first plans pay one-off costs the loop must not see
+        first = io.read_observation(opts.hello_timeout)
+        if first is None:
+            raise RunError(f"no STATE from the controller on {opts.port} within {opts.hello_timeout:g} s after HELLO. "
+                           "fix: check that the firmware streams STATE (kdp-edge serial-probe --port ...)")
+        try:
+            wu = loop.warm_up(first, opts.warmup_plans)
+        except ValueError as e:  # e.g. the goal lies inside a wall of the bundle's maze
+            raise RunError(f"cannot plan with this bundle on {opts.port}: {e}. fix: use the robot / environment "
+                           f"the bundle was exported for{f' ({m.env})' if m.env else ''}, or pass a --goal it can reach"
+                           ) from e
+        if history is not None:
+            history.reset()  # the warm-up's observations are not this run's history
+        log(f"warm-up: {wu['plans']} whole plans, first {wu['first_ms']:.2f} ms, max {wu['max_ms']:.2f} ms, "
+            f"{wu['over_deadline']} over the {wu['deadline_ms']:.1f} ms deadline (not counted as loop misses)")
+        if sim is not None:  # the first episode starts now, not when the robot was started
+            sim.plant.next_start = sim.starts[0]
+            sim.robot.reset_plant()
         log(f"planning with {planner.describe()} at {rate:g} Hz ({opts.sync} sync); Ctrl-C stops")
         t_end = None if opts.duration_s is None else time.monotonic() + opts.duration_s
         while stop["signal"] is None:
@@ -370,13 +396,18 @@ def format_summary(s: dict) -> str:
         f"| cycle start to ACTION sent (ms) | {f(tx, 'p50_ms')} | {f(tx, 'p99_ms')} | {f(tx, 'max_ms')} |",
         "",
         f"cycles {c['cycles']}, plans {c['plans']}, actions sent {c['actions_sent']} "
-        f"(fallback {c['fallback_actions']}), deadline misses {c['deadline_misses']}, no state {c['no_obs']}, "
+        f"(fallback {c['fallback_actions']}), deadline misses {c['deadline_misses']} (after warm-up), "
+        f"no state {c['no_obs']}, "
         f"invalid state {c['invalid_obs']}, horizon exhausted {c['horizon_exhausted']}",
         f"link: CRC errors {link.get('rx_crc_errors', 0)}, malformed {link.get('rx_malformed', 0)}, "
         f"resyncs {link.get('rx_resyncs', 0)}, stale states dropped {link.get('states_dropped_stale', 0)}, "
         f"controller resets {link.get('controller_resets', 0)}, reconnects {link.get('reconnects', 0)}, "
         f"watchdog trips seen {link.get('watchdog_trips_seen', 0)}",
     ]
+    wu = s.get("warmup")
+    if wu:
+        lines.append(f"warm-up before the first cycle: {wu['plans']} whole plans, first {wu['first_ms']:.2f} ms, "
+                     f"max {wu['max_ms']:.2f} ms, {wu['over_deadline']} over the {wu['deadline_ms']:.1f} ms deadline")
     if "calibration" in s:
         lines.append(f"calibration {s['calibration']['file']}: actions clamped {s['calibration']['actions_clamped']} "
                      f"(per channel {s['calibration']['channel_clamps']})")

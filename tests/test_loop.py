@@ -174,3 +174,34 @@ def test_loop_over_the_virtual_robot_survives_faults_and_sends_nothing_stale(fau
         assert_nothing_stale(robot, max_future=1 if fault == "reboot" else 0)
         if fault == "nan":
             assert loop.counts["invalid_obs"] >= 2
+
+
+class FirstPlanSlow(FakePlanner):
+    """The first whole plan pays a one-off cost (like a lazy table in the scorer), the model warm-up does not."""
+
+    def plan(self, obs, goal=None, noise=None) -> Plan:
+        p = super().plan(obs, goal, noise)
+        if self.calls == 1:
+            time.sleep(0.05)  # a cost, not a synchronisation: the test counts misses, not times
+        return p
+
+
+def test_warm_up_runs_whole_plans_before_the_first_counted_cycle():
+    planner = FirstPlanSlow()
+    io = ListIO([[0.0] * OBS] * 3)
+    loop = make_loop(planner, io, rate=100.0)
+    wu = loop.warm_up(np.zeros(OBS, np.float32), n=5)
+    assert planner.calls == 5 and io.sent == []  # whole plans, nothing sent
+    assert wu["plans"] == 5 and wu["over_deadline"] >= 1 and wu["first_ms"] >= wu["deadline_ms"]
+    recs = [loop.step() for _ in range(3)]
+    s = loop.summary()
+    # the one-off cost (the first call, slept >= 50 ms > the 10 ms deadline) landed in the warm-up, which
+    # reports it; the counted cycles planned with calls 6-8 (the loop's misses count only those)
+    assert planner.calls == 8 and all(r.action[0] >= 6 for r in recs if r.action is not None)
+    assert s["warmup"]["over_deadline"] == wu["over_deadline"] and s["counts"]["plans"] == 3
+
+
+def test_warm_up_rejects_an_unusable_observation():
+    loop = make_loop(FakePlanner(), ListIO([]))
+    with pytest.raises(PlanInputError):
+        loop.warm_up(np.full(OBS, np.nan, np.float32), n=2)

@@ -27,6 +27,9 @@ def test_run_sim_episode_logs_every_cycle(tiny_bundle, tmp_path, cli_env):
     for x in sent:  # timestamps are ordered within a cycle
         assert x["t_state_rx"] <= x["t_plan_start"] <= x["t_plan_end"] <= x["t_action_tx"]
         assert x["source"] in ("plan", "fallback") and len(x["action"]) == 2
+    wu = s["warmup"]  # whole plans on the first STATE before cycle 0; the counted misses come after it
+    assert wu["plans"] >= 1 and "over_deadline" in wu and "warm-up before the first cycle" in r.stdout
+    assert "deadline misses" in r.stdout and "(after warm-up)" in r.stdout
     seqs = [x["seq"] for x in recs if x["seq"] is not None]
     assert seqs == sorted(seqs), "states are consumed in order"
 
@@ -64,6 +67,11 @@ def test_run_clear_errors(tiny_bundle, tmp_path, cli_env):
     r = subprocess.run(kdp_cmd("run", str(tiny_bundle), "--port", "sim://cartpole"),
                        env=cli_env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "sim://pointmaze-umaze" in r.stderr
+    # a bundle made for UMaze against another maze's simulator: a refusal naming both, not a ValueError
+    r = subprocess.run(kdp_cmd("run", str(tiny_bundle), "--port", "sim://pointmaze-medium"),
+                       env=cli_env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "pointmaze-umaze" in r.stderr and "pointmaze-medium" in r.stderr and "fix:" in r.stderr
     r = subprocess.run(kdp_cmd("run", str(tiny_bundle), "--port", "/dev/ttyNOPE0"),
                        env=cli_env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "/dev/ttyNOPE0" in r.stderr
