@@ -262,7 +262,8 @@ def _pick_features(info: LeRobotInfo, spec: dict[str, list[str]]) -> tuple[list[
     usable = [k for k, ft in feats.items() if ft.get("dtype") in NUMERIC and k not in FRAME_COLUMNS
               and len(ft.get("shape") or [1]) == 1]
     listing = (f"its features: {', '.join(info.describe(k) for k in feats)}" if feats else "it lists no features")
-    choose = [u for u in usable if u != action]
+    choose = [u for u in usable if u.startswith("observation.") and u != action] or \
+        [u for u in usable if u != action and not u.startswith("next.")]
     hint = f"; choose the observation with --data '{info.root}?obs={','.join(choose)}'" if choose else ""
     for name in [*obs, action]:
         ft = feats.get(name)
