@@ -457,12 +457,43 @@ class _Exporter:
             self.log("export: fp32 files left out of the bundle (--int8-only)")
 
 
-def export_bundle(run_dir: str | Path, out: str | Path, opts: ExportOptions, log=print) -> Path:
+def export_bundle(run_dir: str | Path, out: str | Path, opts: ExportOptions, log=print, verbose: bool = False) -> Path:
     """Export ``run_dir`` into the bundle directory ``out`` (replaced atomically if it exists).
+
+    What the exporting libraries print on their own (torchao / absl / TFLite C++ lines, "torchvision is
+    not installed", their FutureWarnings) goes to ``out/export.log`` (``OUT-export.log`` beside it when
+    the export fails), not to the terminal; ``verbose`` shows it instead. Our own lines and warnings
+    are shown either way (:mod:`export.quiet`).
 
     Raises ExportError (a KDPError: the CLI exits with code 2) for bad options, missing
     calibration data, or a model over its error budget; nothing is written to ``out`` then.
     """
+    from .quiet import third_party_output_to
+
+    out = Path(out)
+    tmp_log = out.parent / f".{out.name}.export.log.{os.getpid()}"
+    try:
+        with third_party_output_to(tmp_log, log, verbose) as ours:
+            result = _export_bundle(run_dir, out, opts, ours)
+    except BaseException:
+        noise = tmp_log.exists() and any(not ln.startswith("[kdp-edge] ") and ln.strip()
+                                         for ln in tmp_log.read_text(errors="replace").splitlines())
+        if noise:
+            failed = out.parent / f"{out.name}-export.log"
+            os.replace(tmp_log, failed)
+            log(f"export: the exporting libraries' own output is in {failed}")
+        else:
+            tmp_log.unlink(missing_ok=True)
+        raise
+    if tmp_log.exists():
+        os.replace(tmp_log, out / "export.log")
+        log(f"export: the exporting libraries' own output (warnings, C++ log lines) is in {out / 'export.log'} "
+            "(--verbose shows it here)")
+    return result
+
+
+def _export_bundle(run_dir: str | Path, out: str | Path, opts: ExportOptions, log=print) -> Path:
+    """:func:`export_bundle` without the capture of third-party output."""
     import torch
 
     from calibration.int8 import draw_calibration

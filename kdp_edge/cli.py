@@ -380,10 +380,13 @@ def format_eval(report: dict) -> str:
 @click.option("--sample-steps", type=click.IntRange(min=1), default=None,
               help="diffusion runs: the bundle's default denoising steps T (default: the run's "
                    "diffusion.sample_steps); ignored for drift runs")
+@click.option("--verbose", "-v", is_flag=True,
+              help="show the exporting libraries' own output (torch, litert, absl warnings) here instead of "
+                   "writing it to OUT/export.log")
 @friendly_errors
 def export_cmd(run_dir, out, fmt, quantize, candidates, calib_samples, data_path, activations, keep_float, int8_ops,
                budget_first_action_frac, closed_loop_episodes, save_calibration, int8_only, control_rate_hz,
-               force, sample_steps) -> None:
+               force, sample_steps, verbose) -> None:
     """Export a trained run to a parity-checked bundle (ONNX / TFLite, fp32 / int8)."""
     from export.pipeline import ExportOptions, export_bundle
 
@@ -393,7 +396,7 @@ def export_cmd(run_dir, out, fmt, quantize, candidates, calib_samples, data_path
                          keep_float=keep_float, int8_ops=int8_ops, budget_first_action_frac=budget_first_action_frac,
                          closed_loop_episodes=closed_loop_episodes, save_calibration=save_calibration,
                          int8_only=int8_only, sample_steps=sample_steps)
-    export_bundle(run_dir, out, opts, log=lambda m: click.echo(m, err=True))
+    export_bundle(run_dir, out, opts, log=lambda m: click.echo(m, err=True), verbose=verbose)
 
 
 # ---- bench ----------------------------------------------------------------------------------------
