@@ -33,7 +33,8 @@ class OptimConfig:
     steps: int = 20_000
     conditions: int = 32  # G: conditions per batch
     samples: int = 16  # N: generated windows per condition
-    positives: int = 32  # P: nearest dataset windows per condition (the condition's own included)
+    positives: int = 32  # P: nearest dataset windows per condition (the condition's own included), for knn
+    positive_source: str = "knn"  # knn | own | pooled: where positives come from (kdp_edge/positives.py)
     lr: float = 3e-4
     weight_decay: float = 1e-4
     grad_clip: float = 1.0

@@ -113,6 +113,7 @@ class Trainer:
         import torch
 
         from .data.readers import load_trajectories
+        from .positives import positive_rule
         from .registry import build_model
 
         self.torch = torch
@@ -152,6 +153,7 @@ class Trainer:
                 f"{cfg.data.obs_history}, action {traj.obs_dim}..{window_dim - 1}); set drift.key.descriptor_dims "
                 "in --config to dims that exist")
         self.ws = WindowSet(traj, cfg.data.horizon, prior.normalizer if prior else None)
+        self.positive_rule = positive_rule(cfg.optim.positive_source)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, self.ws.norm, cfg.data.horizon).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
@@ -204,7 +206,7 @@ class Trainer:
     def batch(self):
         torch, o = self.torch, self.cfg.optim
         starts = self.ws.starts[self.rng.integers(len(self.ws), size=o.conditions)]
-        pos_starts = self.ws.knn(starts, o.positives)  # [G, P]
+        pos_starts = self.positive_rule(self.ws, starts, o.positives)  # [G, P]
         dev = self.device
         cond = torch.from_numpy(self.ws.conditions(starts)).to(dev)
         pos = torch.from_numpy(self.ws.windows(pos_starts)).to(dev)
@@ -212,7 +214,8 @@ class Trainer:
         return cond, pos, pos_cond
 
     def drift_loss(self):
-        """Keyed drift loss on G conditions x N generated windows with their P kNN positives."""
+        """Keyed drift loss on G conditions x N generated windows with their P positives
+        (``optim.positive_source``: kNN by condition, the own window, or the batch's pooled windows)."""
         from .drift import keyed_drift_loss
 
         torch, cfg = self.torch, self.cfg

@@ -1,0 +1,157 @@
+"""Quality study runner (issue #22): train a grid of config variants on one PointMaze dataset, evaluate
+each through ``kdp-edge eval`` (own actions, K = 1 and K = 16), and tabulate score, success,
+static-ness, candidate diversity, start jump and training time.
+
+    python bench/study.py --study key-role --maze medium --steps 10000 --seeds 0 --out bench/results/study
+
+A study is a named list of variants in :data:`STUDIES`; each variant is a config override (the same
+dict ``kdp-edge train --config`` takes), so every variant is a product option, not a patch. Datasets
+and run directories live under ``<out>/<maze>-runs/`` (not committed) and are reused: a finished run
+is evaluated again only when its report is missing, an unfinished one resumes. Writes
+``<out>/<study>-<maze>.json`` and ``.md``; each row records the command, commit, machine and date of
+the invocation that measured it (rows of other invocations are kept, so variants can run in parallel
+processes and be merged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kdp_edge.provenance import provenance, provenance_line  # noqa: E402
+
+# Key weights 3 / 10 / 30 scale the condition inside the condition+descriptor key (KeySpec.cond_weight).
+STUDIES: dict[str, list[tuple[str, dict]]] = {
+    # Where the key matters: positives pooled over the batch's conditions (only the key can tell which of
+    # them belong to a condition) against the kNN default, naive full-window key vs keyed.
+    "key-role": [
+        ("knn, full key", {"optim": {"positive_source": "knn"}, "drift": {"key": {"kind": "full"}}}),
+        ("knn, keyed (w 3, default)", {"optim": {"positive_source": "knn"}}),
+        ("pooled, full key", {"optim": {"positive_source": "pooled"}, "drift": {"key": {"kind": "full"}}}),
+        ("pooled, keyed w 3", {"optim": {"positive_source": "pooled"}}),
+        ("pooled, keyed w 10", {"optim": {"positive_source": "pooled"}, "drift": {"key": {"cond_weight": 10.0}}}),
+        ("pooled, keyed w 30", {"optim": {"positive_source": "pooled"}, "drift": {"key": {"cond_weight": 30.0}}}),
+    ],
+    # The positive set at a fixed budget of generated windows per batch (G x N = 512).
+    "positives": [
+        ("knn P 32, 32 x 16 (default)", {}),
+        ("own, 32 x 16", {"optim": {"positive_source": "own"}}),
+        ("own, 64 x 8", {"optim": {"positive_source": "own", "conditions": 64, "samples": 8}}),
+        ("own, 128 x 4", {"optim": {"positive_source": "own", "conditions": 128, "samples": 4}}),
+    ],
+}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
+def kdp(*args: str) -> None:
+    cmd = [sys.executable, "-m", "kdp_edge.cli", *args]
+    print("+ kdp-edge", " ".join(shlex.quote(a) for a in args), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def train_and_eval(name: str, override: dict, seed: int, data: Path, runs: Path, args) -> dict:
+    run = runs / f"{slug(name)}-s{seed}"
+    run.mkdir(parents=True, exist_ok=True)
+    cfg_path = run.parent / f"{run.name}.config.json"
+    cfg_path.write_text(json.dumps(override | {"seed": seed}, indent=2))
+    t0 = time.perf_counter()
+    if not (run / "checkpoint.pt").exists():
+        kdp("train", "--data", str(data), "--out", str(run), "--config", str(cfg_path), "--steps", str(args.steps),
+            "--threads", str(args.threads), "--quiet")
+    elif json.loads((run / "run.json").read_text())["step"] < args.steps:
+        kdp("train", "--resume", "--out", str(run), "--steps", str(args.steps), "--quiet")
+    train_s = time.perf_counter() - t0
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    last = [m for m in metrics if "staticness" in m][-1]
+    row = {"variant": name, "override": override, "seed": seed, "run": str(run.relative_to(ROOT)),
+           "train_steps": last.get("step"), "train_seconds_this_invocation": round(train_s, 1),
+           "steps_per_s": last.get("steps_per_s"),
+           **{k: last.get(k) for k in ("diversity", "staticness", "start_jump_ratio", "action_rms")}}
+    for k in args.candidates:
+        rep_path = run / f"eval-k{k}.json"
+        if not rep_path.exists():
+            kdp("eval", str(run), "--env", f"pointmaze-{args.maze}", "--episodes", str(args.episodes), "-k", str(k),
+                "--protocol", "own-actions", "--no-references", "--out", str(rep_path), "--threads", str(args.threads),
+                "--quiet")
+        rep = json.loads(rep_path.read_text())
+        row[f"k{k}"] = rep["kdp"]
+        row["protocol_text"] = rep["protocol_text"]
+    return row
+
+
+def table(rows: list[dict], candidates: list[int]) -> list[str]:
+    head = "| variant | seed | " + " | ".join(f"K = {k} score | K = {k} success" for k in candidates)
+    head += " | static-ness | diversity | start jump | action RMS | steps/s |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for r in rows:
+        cells = [f"{r[f'k{k}']['normalized_score_mean']:.1f} ± {r[f'k{k}']['normalized_score_sem']:.1f} | "
+                 f"{100 * r[f'k{k}']['success_rate']:.0f}%" for k in candidates]
+        fmt = lambda v, f: "—" if v is None else format(v, f)  # noqa: E731
+        lines.append(f"| {r['variant']} | {r['seed']} | " + " | ".join(cells) + f" | {fmt(r['staticness'], '.2f')} | "
+                     f"{fmt(r['diversity'], '.3f')} | {fmt(r['start_jump_ratio'], '.2f')} | "
+                     f"{fmt(r['action_rms'], '.2f')} | {fmt(r['steps_per_s'], '.1f')} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study", choices=sorted(STUDIES), required=True)
+    ap.add_argument("--variants", nargs="+", default=None, help="run only these variants (names as in the table)")
+    ap.add_argument("--maze", choices=["umaze", "medium", "large"], default="medium")
+    ap.add_argument("--data-steps", type=int, default=1_000_000)
+    ap.add_argument("--noise", type=float, default=0.3)
+    ap.add_argument("--dwell", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=10_000)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--candidates", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="bench/results/study")
+    args = ap.parse_args()
+    variants = [v for v in STUDIES[args.study] if args.variants is None or v[0] in args.variants]
+    if args.variants and len(variants) != len(args.variants):
+        known = [v[0] for v in STUDIES[args.study]]
+        print(f"error: unknown variant(s) in {args.variants}; study '{args.study}' has {known}", file=sys.stderr)
+        sys.exit(2)
+    out = ROOT / args.out
+    runs = out / f"{args.maze}-runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    data = runs / f"{args.maze}-dwell{args.dwell}.hdf5"
+    if not data.exists():
+        kdp("data", "pointmaze", "--maze", args.maze, "--steps", str(args.data_steps), "--noise", str(args.noise),
+            "--dwell", str(args.dwell), "--out", str(data))
+    rows = [train_and_eval(name, override, seed, data, runs, args) for name, override in variants for seed in args.seeds]
+    prov = provenance()
+    for r in rows:
+        r["provenance"] = prov
+    stem = out / f"{args.study}-{args.maze}"
+    if stem.with_suffix(".json").exists():  # rows of other invocations (other variants or seeds) stay
+        fresh = {(r["variant"], r["seed"]) for r in rows}
+        old = [r for r in json.loads(stem.with_suffix(".json").read_text())["rows"] if (r["variant"], r["seed"]) not in fresh]
+        order = {name: i for i, (name, _) in enumerate(STUDIES[args.study])}
+        rows = sorted(old + rows, key=lambda r: (order.get(r["variant"], 99), r["seed"]))
+    report = {"provenance": prov, "study": args.study, "maze": args.maze, "train_steps": args.steps,
+              "data": {"steps": args.data_steps, "noise": args.noise, "dwell": args.dwell}, "rows": rows}
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    commands = list(dict.fromkeys(provenance_line(r["provenance"]) for r in rows))
+    lines = [*(f"- {c}" for c in commands), "", f"Protocol: {rows[0]['protocol_text'] if rows else ''}; "
+             f"{args.steps} training steps, MLP 3 x 320, data {args.data_steps} steps, noise {args.noise}, "
+             f"dwell {args.dwell}. Static-ness, diversity, start jump (first planned step / data step) and action RMS "
+             "are the trainer's last sample metrics on 64 probe conditions.", "", *table(rows, args.candidates)]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
