@@ -42,16 +42,16 @@ from kdp_edge.config import TrainConfig
 from kdp_edge.config import merge as deep_merge
 from kdp_edge.evaluate import (
     EvalProtocol,
-    GeneratorPolicy,
+    PlannerPolicy,
     make_sims,
     reference_policies,
     rollout,
     summarize,
-    torch_generate,
 )
 from kdp_edge.mazes import D4RL_PROTOCOL, GOAL_RADIUS, Maze
 from kdp_edge.metrics import candidate_diversity, mean_step_length, percentiles_ms, staticness
 from kdp_edge.planning import CandidateScorer, ScoringSpec
+from kdp_edge.torch_planner import TorchBackend, run_planner
 from kdp_edge.toy import GOAL, OBSTACLE, OBSTACLE_RADIUS, bimodal_demos, mode_report
 from kdp_edge.train import Trainer
 from kdp_edge.windows import valid_starts
@@ -179,17 +179,18 @@ def latency_table(kdp_run: Path, diff_run: Path, maze: str, args) -> dict:
     scorer = CandidateScorer(ScoringSpec.for_env(f"pointmaze-{maze}"))
     planners = [("kdp", load_model(kdp_run), 1)] + [(f"diffusion T={t}", load_model(diff_run, t), t)
                                                     for t in args.latency_steps]
+    model_runs = {"kdp": kdp_run} | {f"diffusion T={t}": diff_run for t in args.latency_steps}
     rows = []
     for k in args.latency_k:
         proto = EvalProtocol(env=f"pointmaze-{maze}", candidates=k)
         o, g = np.repeat(obs[None], k, 0), np.repeat(goal[None], k, 0)
         fns = {}
         for name, model, _ in planners:
-            gen = torch_generate(model)
+            gen = TorchBackend(model)
             noise = np.random.default_rng(0).standard_normal((k, model.horizon, model.window_dim)).astype(np.float32)
-            policy = GeneratorPolicy(gen, model.horizon, model.window_dim, model.obs_dim, scorer, proto)
-            fns[f"generate|{name}"] = lambda gen=gen, o=o, g=g, noise=noise: gen(o, g, noise)
-            fns[f"plan|{name}"] = lambda policy=policy: policy.plan(obs[None], goal[None])
+            planner = run_planner(load_run(model_runs[name]), k, scorer.spec, protocol=proto.protocol, model=model)
+            fns[f"generate|{name}"] = lambda gen=gen, o=o, g=g, noise=noise: gen({"obs": o, "goal": g, "noise": noise})
+            fns[f"plan|{name}"] = lambda planner=planner: planner.plan(obs, goal)
         lat = time_interleaved(fns, args.latency_budget)
         for name, _, nfe in planners:
             rows.append({"K": k, "planner": name, "network_evaluations": nfe,
@@ -230,8 +231,8 @@ def closed_loop(runs: dict[str, Path], maze: str, args) -> list[dict]:
                 refs[name] = summarize(rollout(pol, proto, name, progress=False, sims=sims))
         for label, run, steps in variants(runs, args.eval_steps):
             model = load_model(run, steps)
-            policy = GeneratorPolicy(torch_generate(model), model.horizon, model.window_dim, model.obs_dim,
-                                     scorer, proto, seed=proto.seed)
+            policy = PlannerPolicy(run_planner(load_run(run), proto.candidates, scorer.spec, seed=proto.seed,
+                                               protocol=proto.protocol, lookahead=proto.lookahead, model=model))
             t0 = time.perf_counter()
             raw = rollout(policy, proto, label, progress=False, sims=sims)
             wall = time.perf_counter() - t0
@@ -355,7 +356,8 @@ def figure(path: Path, toy_plans: dict | None, maze_runs: dict[str, Path] | None
                 model = load_model(run, steps)
                 k = args.candidates
                 noise = np.random.default_rng(0).standard_normal((k, model.horizon, model.window_dim)).astype(np.float32)
-                plans = torch_generate(model)(np.repeat(start[None], k, 0), np.repeat(goal[None], k, 0), noise)
+                plans = TorchBackend(model)({"obs": np.repeat(start[None], k, 0), "goal": np.repeat(goal[None], k, 0),
+                                             "noise": noise})
                 best = int(np.argmax(scorer(plans, goal)))
                 draw_maze(ax, m)
                 for p in plans:

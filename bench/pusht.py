@@ -42,17 +42,17 @@ from compare import time_interleaved  # noqa: E402
 from kdp_edge.checkpoint import load_run  # noqa: E402
 from kdp_edge.config import RECIPES, TrainConfig, merge, recipe  # noqa: E402
 from kdp_edge.data.pusht import default_pusht_path, pusht_features  # noqa: E402
-from kdp_edge.evaluate import torch_generate  # noqa: E402
 from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
-from kdp_edge.planning import CandidateScorer, ScoringSpec  # noqa: E402
+from kdp_edge.planning import ScoringSpec  # noqa: E402
 from kdp_edge.pusht import (  # noqa: E402
     PushTProtocol,
-    generator_plan_fn,
+    planner_plan_fn,
     random_reference,
     replay_demos,
     rollout,
     summarize,
 )
+from kdp_edge.torch_planner import run_planner  # noqa: E402
 from kdp_edge.train import Trainer  # noqa: E402
 
 PUSHT_RECIPES = sorted(name for name in RECIPES if name.startswith("pusht"))  # shared with `train --recipe`
@@ -88,16 +88,16 @@ def ensure_run(method: str, data: Path, args) -> Path | None:
 
 
 def variants(runs: dict[str, Path], eval_steps: list[int]):
-    """(label, run info, model, network evaluations per plan): KDP once, diffusion once per T."""
+    """(label, loaded run, model, network evaluations per plan): KDP once, diffusion once per T."""
     for method, run in runs.items():
         loaded = load_run(run)
         for t in (eval_steps if method == "diffusion" else [None]):
             model = loaded.build_model(ema=True)
             if t is None:
-                yield method, loaded.info, model, 1
+                yield method, loaded, model, 1
             else:
                 model.set_sampler("ddim", t)
-                yield f"diffusion T={t}", loaded.info, model, t
+                yield f"diffusion T={t}", loaded, model, t
 
 
 def main() -> None:
@@ -159,11 +159,11 @@ def main() -> None:
     report["references"]["demos"] = replay_demos(data)
     curves = {}
     plan_fns = {}
-    for label, info, model, nfe in variants(runs, args.eval_steps):
+    for label, loaded, model, nfe in variants(runs, args.eval_steps):
+        info = loaded.info
         for (k, a), proto in protos.items():
-            scorer = CandidateScorer(ScoringSpec.for_run(info, a))
-            plan = generator_plan_fn(torch_generate(model), info.horizon, model.window_dim, model.obs_dim, k, scorer,
-                                     seed=args.eval_seed)
+            planner = run_planner(loaded, k, ScoringSpec.for_run(info, a), seed=args.eval_seed, model=model)
+            plan = planner_plan_fn(planner)
             t0 = time.time()
             res = rollout(plan, proto, model.obs_dim, info.obs_history, f"{label} K={k} a={a}", progress=False)
             s = summarize(res)

@@ -33,10 +33,11 @@ from kdp_edge.checkpoint import load_run  # noqa: E402
 from kdp_edge.data.pusht import default_pusht_path  # noqa: E402
 from kdp_edge.data.readers import load_trajectories  # noqa: E402
 from kdp_edge.drift import affinity, key_distances  # noqa: E402
-from kdp_edge.evaluate import torch_generate  # noqa: E402
 from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
-from kdp_edge.planning import CandidateScorer, ScoringSpec  # noqa: E402
-from kdp_edge.pusht import PushTProtocol, generator_plan_fn, rollout, summarize  # noqa: E402
+from kdp_edge.planning import ScoringSpec  # noqa: E402
+from kdp_edge.pusht import PushTProtocol, planner_plan_fn, rollout, summarize  # noqa: E402
+from kdp_edge.runtime.planner import Planner  # noqa: E402
+from kdp_edge.torch_planner import TorchBackend, plan_manifest  # noqa: E402
 from kdp_edge.windows import WindowSet  # noqa: E402
 
 NOISE_MODES = {"fresh": "fresh noise per plan", "held": "noise held per episode", "zero": "zero noise",
@@ -44,13 +45,15 @@ NOISE_MODES = {"fresh": "fresh noise per plan", "held": "noise held per episode"
 MEAN_DRAWS = 16
 
 
-def with_noise(generate, mode: str):
-    """``generate`` with its noise replaced per ``mode`` (a key of :data:`NOISE_MODES`): as drawn, the
-    first draw held, zero, halved, or the window averaged over MEAN_DRAWS draws (the given one first)."""
+def with_noise(backend, mode: str):
+    """A planner backend (feeds -> windows) with its noise replaced per ``mode`` (a key of
+    :data:`NOISE_MODES`): as drawn, the first draw held, zero, halved, or the window averaged over
+    MEAN_DRAWS draws (the given one first)."""
     held: dict[tuple, np.ndarray] = {}
     rng = np.random.default_rng(1)
 
-    def gen(obs: np.ndarray, goal: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    def gen(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        noise = feeds["noise"]
         if mode == "zero":
             noise = np.zeros_like(noise)
         elif mode == "held":
@@ -60,9 +63,10 @@ def with_noise(generate, mode: str):
         elif mode == "mean16":
             more = rng.standard_normal((MEAN_DRAWS - 1, *noise.shape)).astype(noise.dtype)
             draws = np.concatenate([noise[None], more]).reshape(-1, *noise.shape[1:])  # draw-major
-            wins = generate(np.tile(obs, (MEAN_DRAWS, 1)), np.tile(goal, (MEAN_DRAWS, 1)), draws)
+            tiled = {n: np.tile(v, (MEAN_DRAWS, 1)) for n, v in feeds.items() if n != "noise"}
+            wins = backend(tiled | {"noise": draws})
             return wins.reshape(MEAN_DRAWS, len(noise), *wins.shape[1:]).mean(0)
-        return generate(obs, goal, noise)
+        return backend(feeds | {"noise": noise})
 
     return gen
 
@@ -131,10 +135,9 @@ def main() -> None:
             model.set_sampler("ddim", 20)
         o = run.info.obs_dim
         row = {"method": run.cfg.method}
-        scorer = CandidateScorer(ScoringSpec.for_run(run.info, proto.action_steps))  # K = 1: nothing to choose
+        manifest = plan_manifest(run.info, ScoringSpec.for_run(run.info, proto.action_steps), 1)  # K = 1
         for mode in NOISE_MODES:
-            plan = generator_plan_fn(with_noise(torch_generate(model), mode), run.info.horizon, model.window_dim, o,
-                                     1, scorer, seed=proto.seed)
+            plan = planner_plan_fn(Planner.over(manifest, with_noise(TorchBackend(model), mode), 1, proto.seed))
             s = summarize(rollout(plan, proto, o, run.info.obs_history, mode, progress=False))
             row[mode] = {k: s[k] for k in ("mean_max_coverage", "max_coverage_sem", "success_rate")}
             print(f"{run_dir} noise {mode}: {s['mean_max_coverage']:.3f} ± {s['max_coverage_sem']:.3f}", flush=True)

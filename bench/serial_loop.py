@@ -47,18 +47,14 @@ def timing(bundle: str, rate: float, cycles: int, precision: str | None) -> dict
 
 
 def quality(bundle: str, episodes: int, precision: str | None) -> dict:
-    from kdp_edge.evaluate import EvalProtocol, GeneratorPolicy, rollout, summarize
-    from kdp_edge.planning import CandidateScorer, ScoringSpec
+    from kdp_edge.evaluate import EvalProtocol, PlannerPolicy, rollout, summarize
     from kdp_edge.runtime import Planner
 
     serial = run(bundle, RunOptions(port="sim://pointmaze-umaze", rate_hz=100.0, episodes=episodes,
                                     precision=precision), log=lambda m: None)["sim"]
     planner = Planner.load(bundle, precision=precision)
-    m = planner.manifest
     proto = EvalProtocol(env="pointmaze-umaze", episodes=episodes, seed=0, candidates=planner.k)
-    gen = lambda o, g, n: planner.backend({"obs": o, "goal": g, "noise": n})  # noqa: E731
-    pol = GeneratorPolicy(gen, m.horizon, m.window_dim, m.obs_dim, CandidateScorer(ScoringSpec.from_dict(m.scoring)),
-                          proto, seed=0)
+    pol = PlannerPolicy(planner)  # the same planner, E episodes per call instead of one over the serial link
     direct = summarize(rollout(pol, proto, progress=False))
     return {"episodes": episodes, "serial_100hz": {k: v for k, v in serial.items() if k != "per_episode"},
             "direct": direct, "protocol": proto.describe()}

@@ -53,28 +53,21 @@ def available(env: str) -> tuple[bool, str]:
 def closed_loop_scores(manifest, generators: dict[str, Generate], episodes: int = 10, seed: int = 0,
                        candidates: int | None = None, log=print) -> dict[str, ClosedLoopScore]:
     """Score each ``generators[name]`` (feeds -> raw windows) on the same ``episodes`` episodes of
-    ``manifest.env`` with the bundle's protocol and scorer; K = ``candidates`` (default: the
-    bundle's default K). Generators with a fixed K are fed batches of E*K rows they must split."""
-    from kdp_edge.evaluate import EvalProtocol, GeneratorPolicy, make_sims, rollout, summarize
-    from kdp_edge.planning import CandidateScorer, ScoringSpec
+    ``manifest.env``, each planned through the device runtime's Planner over the bundle's manifest
+    (its protocol, scorer and action limits); K = ``candidates`` (default: the bundle's default K).
+    Generators with a fixed K are fed batches of E*K rows they must split."""
+    from kdp_edge.evaluate import EvalProtocol, PlannerPolicy, make_sims, rollout, summarize
+    from kdp_edge.runtime.planner import Planner
 
     if manifest.env == "pusht":
         return _pusht_scores(manifest, generators, episodes, candidates or manifest.default_candidates, log)
 
     proto = EvalProtocol(env=manifest.env, episodes=episodes, seed=seed, protocol=manifest.protocol,
                          lookahead=manifest.lookahead, candidates=candidates or manifest.default_candidates)
-    scorer = CandidateScorer(ScoringSpec.from_dict(manifest.scoring))
     sims = make_sims(proto)
     out: dict[str, ClosedLoopScore] = {}
     for name, gen in generators.items():
-        def generate(obs, goal, noise, gen=gen):
-            feeds = {"obs": obs, "noise": noise}
-            if manifest.goal_dim:
-                feeds["goal"] = goal[:, :manifest.goal_dim]
-            return np.asarray(gen(feeds), np.float32)
-
-        policy = GeneratorPolicy(generate, manifest.horizon, manifest.window_dim, manifest.obs_dim, scorer, proto,
-                                 seed=seed)
+        policy = PlannerPolicy(Planner.over(manifest, gen, proto.candidates, seed))
         t0 = time.perf_counter()
         s = summarize(rollout(policy, proto, name, progress=False, sims=sims))
         out[name] = ClosedLoopScore(s["normalized_score_mean"], s["normalized_score_sem"], s["success_rate"],
@@ -87,16 +80,15 @@ def closed_loop_scores(manifest, generators: dict[str, Generate], episodes: int 
 def _pusht_scores(manifest, generators: dict[str, Generate], episodes: int, candidates: int,
                   log) -> dict[str, ClosedLoopScore]:
     """PushT: mean max coverage (x 100) of each generator on the same seeded gym-pusht episodes."""
-    from kdp_edge.planning import CandidateScorer, ScoringSpec
-    from kdp_edge.pusht import PushTProtocol, generator_plan_fn, rollout, summarize
+    from kdp_edge.planning import ScoringSpec
+    from kdp_edge.pusht import PushTProtocol, planner_plan_fn, rollout, summarize
+    from kdp_edge.runtime.planner import Planner
 
     spec = ScoringSpec.from_dict(manifest.scoring)
-    scorer = CandidateScorer(spec)
     proto = PushTProtocol(episodes=episodes, candidates=candidates, action_steps=spec.consensus_steps)
     out: dict[str, ClosedLoopScore] = {}
     for name, gen in generators.items():
-        plan = generator_plan_fn(lambda obs, goal, noise, gen=gen: np.asarray(gen({"obs": obs, "noise": noise}), np.float32),
-                                 manifest.horizon, manifest.window_dim, manifest.obs_dim, candidates, scorer)
+        plan = planner_plan_fn(Planner.over(manifest, gen, candidates))
         t0 = time.perf_counter()
         s = summarize(rollout(plan, proto, manifest.obs_dim, manifest.obs_history, name, progress=False))
         out[name] = ClosedLoopScore(100 * s["mean_max_coverage"], 100 * s["max_coverage_sem"], s["success_rate"],

@@ -42,9 +42,7 @@ import numpy as np
 
 from kdp_edge.bundle import ModelFile
 
-from .onnx_export import DEFAULT_OPSET
-from .parity import compare, parity_inputs
-from .pipeline import (
+from .common import (
     FP32_TOLERANCE_FRAC,
     ExportError,
     ExportOptions,
@@ -57,6 +55,8 @@ from .pipeline import (
     torch_reference,
     training_data,
 )
+from .onnx_export import DEFAULT_OPSET
+from .parity import compare, parity_inputs
 
 PARITY_STEPS = (5, 20)  # DDIM steps the sampler parity is always checked at (plus the bundle's T)
 MODEL_FILE = "denoiser_fp32.onnx"

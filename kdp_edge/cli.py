@@ -451,8 +451,12 @@ def bench_cmd(bundle, backend, threads, candidates, runs, warmup, rate_hz, compa
         from .errors import require
 
         require("matplotlib", "plot", "The latency histogram (--plot)")
+    load = None
+    if "torch" in backend:  # the source checkpoint: the training side's planner (the runtime imports no torch)
+        from .torch_planner import load_any_planner as load
     opts = BenchOptions(backends=backend, precision=precision, candidates=candidates, runs=runs, warmup=warmup,
-                        rate_hz=rate_hz, threads=threads, compare=compare, seed=seed, progress=not quiet)
+                        rate_hz=rate_hz, threads=threads, compare=compare, seed=seed, progress=not quiet,
+                        load_planner=load)
     report, subjects = run_bench(bundle, opts)
     report["command"] = shlex.join(["kdp-edge", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else None
     text = format_markdown(report)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .mazes import D4RL_PROTOCOL, GOAL_RADIUS, Maze
 from .metrics import percentiles_ms
-from .planning import CandidateScorer, ScoringSpec, select_action
+from .planning import ScoringSpec
 from .progress import Progress
 
 Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]  # obs [E, 4], goal [E, 2] -> actions [E, 2]
@@ -106,55 +106,29 @@ def summarize(result: dict) -> dict:
     }
 
 
-class GeneratorPolicy:
-    """Replanning policy around any ``generate(obs [B,O], goal [B,G], noise [B,H,D]) -> [B,H,D]``.
+class PlannerPolicy:
+    """Replanning policy over the device runtime's :class:`~kdp_edge.runtime.planner.Planner`: each
+    call plans for all E environments at once (:meth:`Planner.plan_batch`: K candidates each in one
+    model call, scored, selected and clipped exactly as on the robot) and returns their actions."""
 
-    Each call draws K candidates per environment in one batched pass, scores them with the
-    :class:`CandidateScorer`, and acts on the best one with the chosen protocol.
-    """
-
-    def __init__(self, generate, horizon: int, window_dim: int, obs_dim: int, scorer: CandidateScorer,
-                 proto: EvalProtocol, seed: int = 0):
-        self.generate, self.h, self.d, self.o = generate, horizon, window_dim, obs_dim
-        self.scorer, self.proto = scorer, proto
-        self.rng = np.random.default_rng(seed)
+    def __init__(self, planner):
+        self.planner = planner
         self.last_plans: np.ndarray | None = None  # [E, K, H, D]
         self.last_choice: np.ndarray | None = None  # [E]
 
-    def plan(self, obs: np.ndarray, goals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        e, k = len(obs), self.proto.candidates
-        noise = self.rng.standard_normal((e * k, self.h, self.d)).astype(np.float32)
-        plans = self.generate(np.repeat(obs, k, 0).astype(np.float32), np.repeat(goals, k, 0).astype(np.float32), noise)
-        plans = plans.reshape(e, k, self.h, self.d)
-        choice = np.array([int(np.argmax(self.scorer(plans[i], goals[i]))) for i in range(e)])
-        return plans, choice
-
     def __call__(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        plans, choice = self.plan(obs, goals)
-        self.last_plans, self.last_choice = plans, choice
-        return np.stack([
-            select_action(plans[i, choice[i]], obs[i], self.o, self.proto.protocol, self.proto.lookahead)
-            for i in range(len(obs))
-        ])
+        batch = self.planner.plan_batch(obs, goals if self.planner.manifest.goal_dim else None)
+        self.last_plans, self.last_choice = batch.candidates, batch.choice
+        return batch.actions
 
 
-def torch_generate(model):
-    """Wrap a torch generator as a numpy ``generate`` function."""
-    import torch
-
-    def _gen(obs, goal, noise):
-        with torch.no_grad():
-            return model(torch.from_numpy(obs), torch.from_numpy(goal), torch.from_numpy(noise)).numpy()
-
-    return _gen
-
-
-def plan_latency(policy: GeneratorPolicy, obs: np.ndarray, goal: np.ndarray, runs: int = 200) -> dict:
-    """Single-environment plan latency (generation + scoring), seconds -> percentiles in ms."""
+def plan_latency(planner, obs: np.ndarray, goal: np.ndarray | None, runs: int = 200) -> dict:
+    """One environment's whole-plan latency (:meth:`Planner.plan`: noise, model, scoring, selection),
+    milliseconds; 10 untimed plans first."""
     times = []
     for i in range(runs + 10):
         t0 = time.perf_counter()
-        policy.plan(obs[None], goal[None])
+        planner.plan(obs, goal)
         if i >= 10:
             times.append(time.perf_counter() - t0)
     return percentiles_ms(times)
@@ -195,6 +169,7 @@ def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str 
     import torch
 
     from .checkpoint import load_run
+    from .torch_planner import run_planner
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -202,9 +177,9 @@ def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str 
     model = run.build_model(ema=True)
     generator_info = configure_sampler(model, run.cfg.method, sampler, sample_steps, log)
     maze = Maze.named(proto.maze)
-    scorer = CandidateScorer(ScoringSpec.for_env(proto.env))
-    policy = GeneratorPolicy(torch_generate(model), run.info.horizon, model.window_dim, model.obs_dim,
-                             scorer, proto, seed=proto.seed)
+    planner = run_planner(run, proto.candidates, ScoringSpec.for_env(proto.env), seed=proto.seed,
+                          protocol=proto.protocol, lookahead=proto.lookahead, model=model)
+    policy = PlannerPolicy(planner)
     snapshots: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def record(t, obs):
@@ -214,10 +189,10 @@ def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str 
     sims = make_sims(proto)
     res = rollout(policy, proto, "kdp", progress, record, sims)
     goal = res["goal"]
-    latency = plan_latency(policy, np.concatenate([res["starts"][0], [0, 0]]), goal)
+    latency = plan_latency(planner, np.concatenate([res["starts"][0], [0, 0]]), goal)
     report = {
         "protocol": asdict(proto), "protocol_text": proto.describe(),
-        "scoring": scorer.spec.to_dict(),
+        "scoring": planner.scorer.spec.to_dict(), "planner": "kdp_edge.runtime.Planner (torch backend)",
         "checkpoint": {"run_dir": str(run_dir), "step": run.info.step, "weights": "EMA, last checkpoint",
                        "parameters": run.info.parameters, "key": run.cfg.drift.key.kind, "arch": run.cfg.model.arch}
                       | generator_info,

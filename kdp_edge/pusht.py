@@ -153,28 +153,23 @@ def replay_demos(path, progress: bool = False) -> dict:
             "episodes": int(len(cov)), "note": "the demonstrations' own starts (not the evaluation seeds), open loop"}
 
 
-def generator_plan_fn(generate, horizon: int, window_dim: int, obs_dim: int, candidates: int, scorer,
-                      seed: int = 0) -> PlanFn:
-    """A :data:`PlanFn` from ``generate(obs [B,O], goal [B,0], noise [B,H,D]) -> [B,H,D]``: K candidates
-    per environment in one batched pass, the scorer's best kept."""
-    rng = np.random.default_rng(seed)
+def planner_plan_fn(planner) -> PlanFn:
+    """A :data:`PlanFn` over the device runtime's :class:`~kdp_edge.runtime.planner.Planner`: K
+    candidates per environment in one model call, chosen by the planner's scorer (consensus for
+    goal-free tasks), the chosen windows returned for the rollout to execute."""
 
     def plan(obs: np.ndarray) -> np.ndarray:
-        e, k = len(obs), candidates
-        noise = rng.standard_normal((e * k, horizon, window_dim)).astype(np.float32)
-        wins = generate(np.repeat(obs, k, 0).astype(np.float32), np.zeros((e * k, 0), np.float32), noise)
-        wins = wins.reshape(e, k, horizon, window_dim)
-        return np.stack([wins[i, int(np.argmax(scorer(wins[i], np.zeros(0))))] for i in range(e)])
+        return planner.plan_batch(obs).windows
 
     return plan
 
 
-def single_plan_latency(plan: PlanFn, obs: np.ndarray, runs: int = 200) -> dict:
-    """p50/p99 (ms) of one environment's plan (generation + scoring)."""
+def single_plan_latency(planner, obs: np.ndarray, runs: int = 200) -> dict:
+    """p50/p99 (ms) of one environment's whole plan (:meth:`Planner.plan`), 10 untimed plans first."""
     times = []
     for i in range(runs + 10):
         t0 = time.perf_counter()
-        plan(obs[None])
+        planner.plan(obs)
         if i >= 10:
             times.append(time.perf_counter() - t0)
     return percentiles_ms(times)
@@ -187,8 +182,9 @@ def evaluate_pusht_run(run_dir, proto: PushTProtocol, progress: bool = True, ref
     import torch
 
     from .checkpoint import load_run
-    from .evaluate import configure_sampler, torch_generate
-    from .planning import CandidateScorer, ScoringSpec
+    from .evaluate import configure_sampler
+    from .planning import ScoringSpec
+    from .torch_planner import run_planner
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -200,19 +196,19 @@ def evaluate_pusht_run(run_dir, proto: PushTProtocol, progress: bool = True, ref
                           "evaluate it with --env pointmaze-<maze>")
     model = run.build_model(ema=True)
     generator_info = configure_sampler(model, run.cfg.method, sampler, sample_steps, log)
-    scorer = CandidateScorer(ScoringSpec.for_run(run.info, proto.action_steps))
-    plan = generator_plan_fn(torch_generate(model), run.info.horizon, model.window_dim, model.obs_dim,
-                             proto.candidates, scorer, seed=proto.seed)
+    planner = run_planner(run, proto.candidates, ScoringSpec.for_run(run.info, proto.action_steps), seed=proto.seed,
+                          model=model)
+    plan = planner_plan_fn(planner)
     res = rollout(plan, proto, model.obs_dim, run.info.obs_history, "kdp" if run.cfg.method == "drift" else "diffusion",
                   progress)
     first = np.tile(pusht_features(res["paths"][0, 0]), run.info.obs_history)
     report = {
         "protocol": asdict(proto), "protocol_text": proto.describe(run.info.obs_history, run.info.horizon),
-        "scoring": scorer.spec.to_dict(),
+        "scoring": planner.scorer.spec.to_dict(), "planner": "kdp_edge.runtime.Planner (torch backend)",
         "checkpoint": {"run_dir": str(run_dir), "step": run.info.step, "weights": "EMA, last checkpoint",
                        "parameters": run.info.parameters, "key": run.cfg.drift.key.kind, "arch": run.cfg.model.arch,
                        "obs_history": run.info.obs_history, "horizon": run.info.horizon} | generator_info,
-        "kdp": summarize(res) | {"plan_latency": single_plan_latency(plan, first)},
+        "kdp": summarize(res) | {"plan_latency": single_plan_latency(planner, first)},
         "episodes": {"max_coverage": res["max_coverage"].round(4).tolist(), "steps": res["steps"].tolist()},
     }
     if references:

@@ -87,33 +87,54 @@ def test_generate_equals_onnx_session_and_torch(tiny_bundle, torch_model):
         assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-def test_scores_and_choice_equal_training_side_planner(tiny_bundle, torch_model):
-    from kdp_edge.evaluate import EvalProtocol, GeneratorPolicy, torch_generate
-    from kdp_edge.planning import CandidateScorer, ScoringSpec, select_action
+def test_evaluation_planner_is_the_device_planner(tiny_bundle, torch_model):
+    """Evaluation plans through runtime.Planner with a torch backend: on the same noise it produces the
+    device planner's windows (fp tolerance), scores, choice and action; plan_batch over E environments
+    equals E single plans on the same noise rows."""
+    from kdp_edge.planning import ScoringSpec, select_action
+    from kdp_edge.torch_planner import run_planner
 
     run, model = torch_model
-    planner = Planner.load(tiny_bundle, candidates=K, warmup=2)
-    m = planner.manifest
-    assert planner.scorer.spec == ScoringSpec.for_env(run.info.env)  # the bundle carries the training scorer
-    policy = GeneratorPolicy(torch_generate(model), m.horizon, m.window_dim, m.obs_dim,
-                             CandidateScorer(ScoringSpec.for_env(run.info.env)), EvalProtocol(candidates=K), seed=5)
-    rng = np.random.default_rng(5)  # the policy's noise stream, replayed
-    for obs, goal in conditions(planner, 6, seed=1):
-        noise = rng.standard_normal((K, m.horizon, m.window_dim)).astype(np.float32)
-        plans, choice = policy.plan(obs[None], goal[None])
-        train_windows = plans[0]
-        train_scores = policy.scorer(train_windows, goal)
-        # same windows -> exactly the same scores and choice
-        np.testing.assert_array_equal(planner.score(train_windows, goal), train_scores)
-        # the runtime on the same noise: same windows (to fp tolerance), scores and choice
-        plan = planner.plan(obs, goal, noise=noise)
-        scale = np.abs(train_windows).max()
-        assert np.abs(plan.candidates - train_windows).max() <= 1e-4 * scale
-        np.testing.assert_allclose(plan.scores, train_scores, rtol=1e-4, atol=1e-4)
-        assert plan.choice == int(choice[0])
-        want = select_action(train_windows[plan.choice], obs, m.obs_dim, m.protocol, m.lookahead)
-        np.testing.assert_allclose(plan.action, np.clip(want, m.action_low, m.action_high), atol=1e-4)
-        np.testing.assert_array_equal(plan.window, plan.candidates[plan.choice])
+    device = Planner.load(tiny_bundle, precision="fp32", candidates=K, warmup=2)
+    m = device.manifest
+    assert device.scorer.spec == ScoringSpec.for_env(run.info.env)  # the bundle carries the training scorer
+    evaluation = run_planner(run, K, ScoringSpec.for_env(run.info.env), model=model)
+    assert type(evaluation) is Planner and evaluation.model_file.format == "torch"
+    conds = conditions(device, 6, seed=1)
+    obs = np.stack([o for o, _ in conds])
+    goal = np.stack([g for _, g in conds])
+    noise = np.random.default_rng(5).standard_normal((len(conds) * K, m.horizon, m.window_dim), dtype=np.float32)
+    batch = evaluation.plan_batch(obs, goal, noise=noise)
+    assert batch.candidates.shape == (len(conds), K, m.horizon, m.window_dim)
+    assert batch.actions.shape == (len(conds), m.act_dim) and batch.choice.shape == (len(conds),)
+    for i, (o, g) in enumerate(conds):
+        rows = noise[i * K:(i + 1) * K]
+        single = evaluation.plan(o, g, noise=rows)
+        np.testing.assert_allclose(batch.candidates[i], single.candidates, rtol=1e-5, atol=1e-5)
+        assert batch.choice[i] == single.choice
+        on_device = device.plan(o, g, noise=rows)
+        scale = np.abs(single.candidates).max()
+        assert np.abs(on_device.candidates - single.candidates).max() <= 1e-4 * scale
+        np.testing.assert_allclose(on_device.scores, single.scores, rtol=1e-4, atol=1e-4)
+        assert on_device.choice == single.choice
+        want = select_action(single.candidates[single.choice], o, m.obs_dim, m.protocol, m.lookahead)
+        np.testing.assert_allclose(on_device.action, np.clip(want, m.action_low, m.action_high), atol=1e-4)
+        np.testing.assert_array_equal(on_device.window, on_device.candidates[on_device.choice])
+
+
+def test_plan_batch_rejects_bad_rows(tiny_bundle):
+    p = Planner.load(tiny_bundle, candidates=K, warmup=1)
+    m = p.manifest
+    obs = np.zeros((3, m.obs_dim), np.float32)
+    goal = np.zeros((3, m.goal_dim), np.float32)
+    with pytest.raises(PlanInputError, match=r"goal has shape \[2, 2\].*\[3, 2\]"):
+        p.plan_batch(obs, goal[:2])
+    bad = obs.copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(PlanInputError, match=r"NaN or inf in row\(s\) \[1\]"):
+        p.plan_batch(bad, goal)
+    with pytest.raises(PlanInputError, match="noise has shape"):
+        p.plan_batch(obs, goal, noise=np.zeros((K, m.horizon, m.window_dim), np.float32))
 
 
 # ---- (3) bad bundles and bad inputs ----------------------------------------------------------------

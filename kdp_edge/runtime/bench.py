@@ -1,5 +1,4 @@
-"""``kdp-edge bench``: on-device plan latency of a bundle (numpy + onnxruntime / LiteRT; torch only
-for ``--backend torch``).
+"""``kdp-edge bench``: on-device plan latency of a bundle (numpy + onnxruntime / LiteRT).
 
 What is timed is :meth:`Planner.plan` from a raw observation to a clipped action: input checks,
 noise, the model, scoring all K candidates and action selection (``plan``), and the forward pass
@@ -15,8 +14,9 @@ process's peak RSS. The host section has the CPU model and the flags that decide
 off (x86: avx512_vnni / avx_vnni; ARM: asimddp dot product, i8mm).
 
 Anything with ``.plan(obs, goal) -> Plan`` (``latency_ms``, optionally ``model_ms``) can be timed: a
-denoiser planner for diffusion bundles plugs in through :func:`load_planner` and its optional
-``passes`` attribute (model calls per plan, multiplies the MAC count).
+denoiser planner's ``passes`` attribute (model calls per plan) multiplies the MAC count. This module
+imports no torch: the torch reference (``--backend torch``) comes in through
+``BenchOptions.load_planner`` (:func:`kdp_edge.torch_planner.load_any_planner`).
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ class BenchOptions:
     seed: int = 0
     conditions: int = 256  # pool of (obs, goal) the timed plans cycle through
     progress: bool = True
+    # (bundle_dir, backend, precision, k, threads, seed) -> planner; the app passes a torch-aware one
+    load_planner: Any = None
 
 
 @dataclass
@@ -238,74 +240,15 @@ def count_macs(onnx_path: str | Path) -> dict[str, Any] | None:
 
 
 # ---- planners -------------------------------------------------------------------------------------
-class TorchBackend:
-    """The source checkpoint's torch model behind the backend contract (feeds -> window), for reference."""
-
-    def __init__(self, model, threads: int = 1):
-        import torch
-
-        if threads > 0:
-            torch.set_num_threads(threads)
-        self.torch, self.model = torch, model.eval()
-
-    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        t = self.torch
-        obs = feeds["obs"]
-        goal = feeds.get("goal", obs[:, :0])
-        with t.inference_mode():
-            return self.model(t.from_numpy(obs), t.from_numpy(goal), t.from_numpy(feeds["noise"])).numpy()
-
-
-def torch_planner(bundle_dir: str | Path, k: int, threads: int = 1, seed: int = 0, warmup: int = 20) -> Planner:
-    """A :class:`Planner` whose model is the bundle's source checkpoint in torch (EMA weights).
-
-    Needs torch (``kdp-edge[train]``) and the run directory named in ``bundle.json``
-    ``source_checkpoint.run_dir`` (as written at export, or relative to the bundle's parent).
-    """
-    from ..errors import require
-
-    require("torch", "train", "--backend torch (timing the source checkpoint)")
-    from ..checkpoint import load_run
-
-    bundle = load_bundle(bundle_dir)
-    src = bundle.manifest.source_checkpoint.get("run_dir", "")
-    cands = [Path(src), bundle.root.parent / src, bundle.root / src] if src else []
-    run_dir = next((p for p in cands if (p / "checkpoint.pt").is_file()), None)
-    if run_dir is None:
-        raise BundleError(f"{bundle.root}: --backend torch needs the source run directory "
-                          f"{src or '(not recorded)'} (bundle.json source_checkpoint.run_dir), which is not here; "
-                          "run the benchmark where the bundle was exported, or drop torch from --backend")
-    model = load_run(run_dir).build_model(ema=True)
-    ckpt = run_dir / "checkpoint.pt"
-    f = ModelFile(path=str(ckpt), format="torch", precision="fp32", bytes=ckpt.stat().st_size,
-                  notes="source checkpoint (optimiser state included in the size)")
-    d = bundle.manifest.diffusion
-    if d and hasattr(model, "set_sampler"):  # diffusion bundle: torch runs the bundle's sampler and T
-        model.set_sampler(d.get("sampler"), d.get("sample_steps"))
-        f.role = "denoiser"
-    planner = Planner(bundle, f, TorchBackend(model, threads), k, seed)
-    planner.passes = d.get("sample_steps", 1) if d else 1
-    planner.warm_up(warmup)
-    return planner
-
-
 def load_planner(bundle_dir: str | Path, backend: str, precision: str | None, k: int, threads: int = 1,
                  seed: int = 0):
-    """A planner for ``bundle_dir``: :class:`Planner` for generator bundles, the torch reference for
-    ``backend='torch'``; diffusion bundles (files with role ``denoiser``) go to the denoiser planner
-    (``kdp_edge.runtime.diffusion.DiffusionPlanner.load`` with the same arguments) when installed."""
+    """A planner for ``bundle_dir`` on an exported model (:meth:`Planner.load` picks the generator or
+    the denoiser planner by the model files' role). ``backend='torch'`` (the source checkpoint) is
+    the training side's: :func:`kdp_edge.torch_planner.load_any_planner`, passed in as
+    ``BenchOptions.load_planner`` by ``kdp-edge bench``."""
     if backend == "torch":
-        return torch_planner(bundle_dir, k, threads, seed)
-    bundle = load_bundle(bundle_dir, verify=False)
-    roles = {f.role for f in bundle.manifest.files}
-    if "generator" not in roles and "denoiser" in roles:
-        try:
-            from .diffusion import DiffusionPlanner  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise BundleError(f"{bundle_dir} is a diffusion (denoiser) bundle; this kdp-edge has no denoiser "
-                              "runtime planner yet (kdp_edge.runtime.diffusion); update kdp-edge") from exc
-        return DiffusionPlanner.load(bundle_dir, backend=backend, precision=precision, threads=threads,
-                                     candidates=k, seed=seed)
+        raise BundleError("--backend torch needs the training side (kdp-edge[train]); the device runtime times "
+                          "exported models only: use --backend onnx or tflite")
     return Planner.load(bundle_dir, backend=backend, precision=precision, threads=threads, candidates=k, seed=seed)
 
 
@@ -380,7 +323,7 @@ def build_subjects(bundle_dir: str | Path, opts: BenchOptions, k: int, which: st
             continue  # the torch reference is for the main bundle only
         for prec in precisions_in(bundle, backend, opts.precision):
             try:
-                planner = load_planner(bundle_dir, backend, prec, k, opts.threads, opts.seed)
+                planner = (opts.load_planner or load_planner)(bundle_dir, backend, prec, k, opts.threads, opts.seed)
             except BundleError as exc:
                 if backend == "tflite" and "for K=" in str(exc):
                     notes.append(f"{name}: no tflite {prec} file for K={k} (TFLite files have a fixed K; "

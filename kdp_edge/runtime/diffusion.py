@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import Bundle, BundleError, BundleManifest, ModelFile
-from .planner import Planner, is_denoiser_bundle, make_backend
+from .planner import PLANNERS, Planner, is_denoiser_bundle, make_backend
 
 SAMPLERS = {"ddim": 0.0, "ddpm": 1.0}  # sampler -> eta
 INPUTS = ("x_t", "t", "obs", "goal")
@@ -256,9 +256,9 @@ class DiffusionPlanner(Planner):
         self._model_s += time.perf_counter() - t0
         return out
 
-    def generate(self, obs: np.ndarray, goal: np.ndarray | None, noise: np.ndarray) -> np.ndarray:
-        """Raw candidate windows [K, H, D] from the initial noise x_T [K, H, D] (T model passes)."""
-        return self.sampler(self._denoise, self.feeds(obs, goal, noise), self.rng)
+    def generate_rows(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Raw windows [B, H, D] from the initial noise x_T ``feeds['noise']`` [B, H, D] (T model passes)."""
+        return self.sampler(self._denoise, feeds, self.rng)
 
     def _generate_timed(self, obs, goal, noise) -> tuple[np.ndarray, float]:
         self._model_s = 0.0
@@ -273,6 +273,9 @@ class DiffusionPlanner(Planner):
         f = self.model_file
         return (f"{f.path} ({f.format} {f.precision} denoiser, {self.sampler.sampler} T={self.passes}, K={self.k}, "
                 f"{f.bytes / 1e6:.2f} MB)")
+
+
+PLANNERS[DiffusionPlanner.role] = DiffusionPlanner
 
 
 def load_denoiser_sampler(bundle_dir: str | Path, steps: int | None = None) -> DenoiserSampler:

@@ -57,6 +57,17 @@ class Plan:
         return self.window[i, act_slice[0]:act_slice[1]]
 
 
+@dataclass
+class BatchPlan:
+    """The result of one planning call for E environments at once (raw units); see :meth:`Planner.plan_batch`."""
+
+    actions: np.ndarray  # [E, act_dim] actions to execute now, clipped to the bundle's limits
+    windows: np.ndarray  # [E, H, D] chosen candidate windows
+    scores: np.ndarray  # [E, K] candidate scores, higher is better
+    choice: np.ndarray  # [E] index of each environment's chosen candidate
+    candidates: np.ndarray = field(repr=False, default=None)  # [E, K, H, D] all candidate windows
+
+
 class OnnxBackend:
     """onnxruntime session; the ONNX graph has a dynamic K axis."""
 
@@ -97,6 +108,19 @@ def is_denoiser_bundle(bundle: Bundle) -> bool:
     return "denoiser" in roles and "generator" not in roles
 
 
+PLANNERS: dict[str, type] = {}  # ModelFile.role -> the planner class that runs it; each registers itself
+
+
+def planner_class(bundle: Bundle) -> type:
+    """The planner class for ``bundle``'s model role (``generator``: :class:`Planner`; ``denoiser``:
+    :class:`~kdp_edge.runtime.diffusion.DiffusionPlanner`, registered by its module)."""
+    role = "denoiser" if is_denoiser_bundle(bundle) else "generator"
+    if role not in PLANNERS:
+        raise BundleError(f"{bundle.root}: its models have role '{role}', which this runtime cannot plan with "
+                          f"(it knows {', '.join(sorted(PLANNERS))}); update kdp-edge")
+    return PLANNERS[role]
+
+
 class Planner:
     """Plans from a bundle. Build with :meth:`load` (validates the bundle and warms up)."""
 
@@ -131,12 +155,20 @@ class Planner:
         if backend not in BACKENDS:
             raise BundleError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}")
         bundle = load_bundle(bundle_dir, verify=verify)
-        if cls is Planner and is_denoiser_bundle(bundle):
-            from .diffusion import DiffusionPlanner
-
-            cls = DiffusionPlanner
+        if cls is Planner:
+            cls = planner_class(bundle)
         return cls.from_bundle(bundle, backend, precision, threads, providers, candidates, seed, warmup,
                                sample_steps=sample_steps)
+
+    @classmethod
+    def over(cls, manifest, backend, candidates: int | None = None, seed: int = 0, root: str | Path = ".",
+             model: ModelFile | None = None) -> Planner:
+        """A planner for ``manifest`` (a :class:`~kdp_edge.bundle.BundleManifest`, possibly without model
+        files) whose model is any feeds -> raw windows callable ``backend``: a torch model on the
+        training side, an exported file's session in export parity, a wrapper that alters the noise.
+        Planning, scoring, selection and clipping are this class's, as on the device. No warm-up."""
+        model = model or ModelFile(path="(in memory)", format="callable", precision="fp32")
+        return cls(Bundle(Path(root), manifest), model, backend, candidates or manifest.default_candidates, seed)
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, backend: str = "onnx", precision: str | None = None, threads: int = 1,
@@ -165,6 +197,16 @@ class Planner:
             raise PlanInputError(f"{name} contains NaN or inf ({a.tolist()}); not planning on it")
         return a
 
+    def _check_rows(self, name: str, x, dim: int, rows: int | None = None) -> np.ndarray:
+        """``x`` as float32 [E, dim] (E = ``rows`` when given); PlanInputError otherwise."""
+        a = np.asarray(x if x is not None else np.zeros((0, dim)), dtype=np.float32)
+        if a.ndim != 2 or a.shape[1] != dim or (rows is not None and len(a) != rows) or len(a) == 0:
+            raise PlanInputError(f"{name} has shape {list(a.shape)}, plan_batch expects "
+                                 f"[{rows if rows is not None else 'E'}, {dim}] (one row per environment)")
+        if not np.isfinite(a).all():
+            raise PlanInputError(f"{name} contains NaN or inf in row(s) {np.flatnonzero(~np.isfinite(a).all(1)).tolist()}")
+        return a
+
     def feeds(self, obs: np.ndarray, goal: np.ndarray | None, noise: np.ndarray) -> dict[str, np.ndarray]:
         k = len(noise)
         out = {"obs": np.broadcast_to(obs, (k, len(obs))).copy(), "noise": noise}
@@ -181,7 +223,19 @@ class Planner:
     # -- planning ----------------------------------------------------------------------------------
     def generate(self, obs: np.ndarray, goal: np.ndarray | None, noise: np.ndarray) -> np.ndarray:
         """Raw candidate windows [K, H, D] for one (validated) observation and given noise."""
-        return self.backend(self.feeds(obs, goal, noise))
+        return self.generate_rows(self.feeds(obs, goal, noise))
+
+    def generate_rows(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Raw windows [B, H, D] for feeds of B rows (obs [B, O], goal [B, G], noise [B, H, D]): one
+        model pass (a denoiser planner runs its T passes here). A model file exported for a fixed K
+        (TFLite) is called once per K rows."""
+        rows, fixed = len(feeds["noise"]), self.model_file.candidates
+        if not fixed or rows == fixed:
+            return self.backend(feeds)
+        if rows % fixed:
+            raise PlanInputError(f"{self.describe()} takes batches of exactly K={fixed} rows, got {rows}")
+        return np.concatenate([self.backend({n: v[i:i + fixed] for n, v in feeds.items()})
+                               for i in range(0, rows, fixed)])
 
     def plan(self, obs, goal=None, noise: np.ndarray | None = None) -> Plan:
         """Plan from one raw observation [obs_dim] (and goal [goal_dim]); raises PlanInputError.
@@ -195,13 +249,43 @@ class Planner:
         goal = self._check("goal", goal, m.goal_dim) if m.goal_dim else None
         noise = self.sample_noise() if noise is None else self._check_noise(noise)
         windows, model_s = self._generate_timed(obs, goal, noise)
+        scores, choice, action = self.choose(windows, obs, goal)
+        return Plan(action=action, window=windows[choice], scores=scores, choice=choice, candidates=windows,
+                    latency_ms=1e3 * (time.perf_counter() - t0), model_ms=1e3 * model_s)
+
+    def choose(self, windows: np.ndarray, obs: np.ndarray, goal: np.ndarray | None) -> tuple[np.ndarray, int, np.ndarray]:
+        """Scores [K], the chosen index and its clipped action [act_dim] for candidates [K, H, D] of one
+        observation [O]: the one selection rule every caller (device, evaluation, parity) applies."""
+        m = self.manifest
         scores = self.score(windows, goal)
         choice = int(np.argmax(scores))
         action = select_action(windows[choice], obs, m.obs_dim, m.protocol, m.lookahead,
                                pos_dims=tuple(self.scorer.spec.pos_dims))
-        action = self.clip(action)
-        return Plan(action=action, window=windows[choice], scores=scores, choice=choice, candidates=windows,
-                    latency_ms=1e3 * (time.perf_counter() - t0), model_ms=1e3 * model_s)
+        return scores, choice, self.clip(action)
+
+    def plan_batch(self, obs, goal=None, noise: np.ndarray | None = None) -> BatchPlan:
+        """Plan for E environments at once: raw observations [E, obs_dim] (and goals [E, goal_dim]),
+        K candidates each, generated in one model call on E x K rows, then scored and selected per
+        environment exactly as :meth:`plan` does. noise: optional float32 [E x K, H, D] (default:
+        drawn from the planner's RNG). Raises PlanInputError like :meth:`plan`."""
+        m = self.manifest
+        obs = self._check_rows("obs", obs, m.obs_dim)
+        e, k = len(obs), self.k
+        goal = self._check_rows("goal", goal, m.goal_dim, e) if m.goal_dim else None
+        shape = (e * k, m.horizon, m.window_dim)
+        if noise is None:
+            noise = self.rng.standard_normal(shape, dtype=np.float32)
+        elif np.shape(noise) != shape:
+            raise PlanInputError(f"noise has shape {list(np.shape(noise))}, plan_batch expects {list(shape)} "
+                                 "(E environments x K candidates, horizon, window_dim)")
+        feeds = {"obs": np.repeat(obs, k, 0), "noise": np.asarray(noise, np.float32)}
+        if goal is not None:
+            feeds["goal"] = np.repeat(goal, k, 0)
+        windows = np.asarray(self.generate_rows(feeds), np.float32).reshape(e, k, m.horizon, m.window_dim)
+        picked = [self.choose(windows[i], obs[i], goal[i] if goal is not None else None) for i in range(e)]
+        choice = np.array([c for _, c, _ in picked])
+        return BatchPlan(actions=np.stack([a for _, _, a in picked]), windows=windows[np.arange(e), choice],
+                         scores=np.stack([s for s, _, _ in picked]), choice=choice, candidates=windows)
 
     def _generate_timed(self, obs, goal, noise) -> tuple[np.ndarray, float]:
         """:meth:`generate` and the seconds spent in the model (all of it here: one pass)."""
@@ -248,3 +332,6 @@ class Planner:
     def describe(self) -> str:
         f = self.model_file
         return f"{f.path} ({f.format} {f.precision}, K={self.k}, {f.bytes / 1e6:.2f} MB)"
+
+
+PLANNERS[Planner.role] = Planner
