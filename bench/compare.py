@@ -51,6 +51,7 @@ from kdp_edge.evaluate import (
 from kdp_edge.mazes import D4RL_PROTOCOL, GOAL_RADIUS, Maze
 from kdp_edge.metrics import candidate_diversity, mean_step_length, percentiles_ms, staticness
 from kdp_edge.planning import CandidateScorer, ScoringSpec
+from kdp_edge.provenance import provenance, provenance_line
 from kdp_edge.torch_planner import TorchBackend, run_planner
 from kdp_edge.toy import GOAL, OBSTACLE, OBSTACLE_RADIUS, bimodal_demos, mode_report
 from kdp_edge.train import Trainer
@@ -412,6 +413,7 @@ def targets(report: dict) -> list[str]:
 def markdown(report: dict) -> str:
     m = report["machine"]
     out = [f"Commands: {'; '.join(f'`{c}`' for c in report['commands'])}", "",
+           *([f"Last written by: {provenance_line(report['provenance'])}", ""] if "provenance" in report else []),
            f"Machine: {m['cpu']}, torch {m['torch']}, {m['threads']} torch thread(s), one process; "
            f"load average at start {m['loadavg']}.", ""]
     for maze, runs in report.get("runs", {}).items():
@@ -557,6 +559,7 @@ def main() -> None:
 
 
 def save(out: Path, report: dict) -> None:
+    report["provenance"] = provenance()
     (out / "compare.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "compare.md").write_text(markdown(report))
 

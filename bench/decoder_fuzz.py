@@ -261,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in rows:
         print(f"  {k:<{w}}  {v}")
     if a.out:
-        a.out.write_text(json.dumps(r, indent=2) + "\n")
+        from kdp_edge.provenance import provenance
+
+        a.out.write_text(json.dumps(r | {"provenance": provenance()}, indent=2) + "\n")
         print(f"  json -> {a.out}")
     return 1 if r["false_accepts"] or r["clean_expected_recovered"] != r["clean_expected"] else 0
 

@@ -36,6 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from kdp_edge.provenance import provenance, provenance_line  # noqa: E402
+
 TARGET_BYTES = 500_000  # "int8 bundle at most 0.5 MB" (decimal MB)
 
 
@@ -114,7 +117,7 @@ def markdown(res: dict) -> str:
     r = res["run"]
     lines = [
         "# Export: sizes, parity and closed-loop score (fp32 vs int8)", "",
-        f"Command: `{res['command']}`  ",
+        (provenance_line(res["provenance"]) if "provenance" in res else f"Command: `{res['command']}`") + "  ",
         f"Run: `{r['run_dir']}` ({r['arch']} hidden {r['mlp_hidden']} x {r['mlp_layers']}, {r['parameters']:,} "
         f"parameters, {r['step']} steps, env {r['env']}); calibration/parity data: `{res['data']}`  ",
         f"Closed loop: {res['protocol']}  ",
@@ -249,6 +252,7 @@ def main() -> None:
     ]
     res = {
         "command": "python bench/export_sizes.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "provenance": provenance(),
         "run": {"run_dir": str(run_dir), "arch": run.cfg.model.arch, "mlp_hidden": run.cfg.model.mlp_hidden,
                 "mlp_layers": run.cfg.model.mlp_layers, "parameters": info.parameters, "step": info.step,
                 "env": info.env},

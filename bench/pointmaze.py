@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kdp_edge.provenance import provenance, provenance_line  # noqa: E402
 
 
 def kdp(*args: str) -> None:
@@ -92,12 +95,15 @@ def main() -> None:
                     "protocol_text": rep["protocol_text"],
                 })
     cmd = "python bench/pointmaze.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    prov = provenance()
     for r in rows:
         r["command"] = cmd
+        r["provenance"] = prov
     rows = merge_rows(out / "pointmaze.json", rows)
     (out / "pointmaze.json").write_text(json.dumps({"rows": rows}, indent=2))
-    commands = list(dict.fromkeys(r.get("command", "?") for r in rows))
-    lines = ["Commands: " + "; ".join(f"`{c}`" for c in commands), "",
+    commands = list(dict.fromkeys(provenance_line(r["provenance"]) if "provenance" in r else f"Command: `{r.get('command', '?')}`"
+                                  for r in rows))
+    lines = [*(f"- {c}" for c in commands), "",
              "| maze | data dwell | key | protocol | KDP score | success | expert | random | KDP / expert | diversity (m) | static-ness | params | plan p50 / p99 (ms) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

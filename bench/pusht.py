@@ -44,6 +44,7 @@ from kdp_edge.config import RECIPES, TrainConfig, merge, recipe  # noqa: E402
 from kdp_edge.data.pusht import default_pusht_path, pusht_features  # noqa: E402
 from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 from kdp_edge.planning import ScoringSpec  # noqa: E402
+from kdp_edge.provenance import provenance, provenance_line  # noqa: E402
 from kdp_edge.pusht import (  # noqa: E402
     PushTProtocol,
     planner_plan_fn,
@@ -136,7 +137,7 @@ def main() -> None:
     stem = f"pusht-{args.tag}" if args.tag else "pusht"  # a variant's report beside the recipe's
     runs = {m: r for m in args.methods if (r := ensure_run(m, data, args)) is not None}
     cmd = "python bench/pusht.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report = {"command": cmd, "data": str(data), "recipe": args.recipe,
+    report = {"command": cmd, "provenance": provenance(), "data": str(data), "recipe": args.recipe,
               "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                           "threads": torch.get_num_threads(), "loadavg": [round(x, 2) for x in os.getloadavg()]},
               "runs": {}, "closed_loop": [], "references": {}, "latency": {}}
@@ -193,7 +194,8 @@ def main() -> None:
 
 def markdown(r: dict) -> str:
     m = r["machine"]
-    lines = [f"Command: `{r['command']}`", "", f"Data: {r['data']}", "",
+    head = provenance_line(r["provenance"]) if "provenance" in r else f"Command: `{r['command']}`"
+    lines = [head, "", f"Data: {r['data']}", "",
              f"Machine: {m['cpu']}, torch {m['torch']}, {m['threads']} thread(s); load average {m['loadavg']}.", "",
              f"Recipe of new runs: {r['recipe']}.", "", f"Protocol: {r['protocol_text']}", "",
              "| run | backbone | params | train steps | steps/s |", "|---|---|---|---|---|"]

@@ -35,6 +35,7 @@ from kdp_edge.data.readers import load_trajectories  # noqa: E402
 from kdp_edge.drift import affinity, key_distances  # noqa: E402
 from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 from kdp_edge.planning import ScoringSpec  # noqa: E402
+from kdp_edge.provenance import provenance, provenance_line  # noqa: E402
 from kdp_edge.pusht import PushTProtocol, planner_plan_fn, rollout, summarize  # noqa: E402
 from kdp_edge.runtime.planner import Planner  # noqa: E402
 from kdp_edge.torch_planner import TorchBackend, plan_manifest  # noqa: E402
@@ -125,7 +126,8 @@ def main() -> None:
     if not data.exists():
         print(f"bench/pusht_noise.py: skipped: PushT demonstrations not found at {data}; nothing is downloaded")
         return
-    report = {"command": "python bench/pusht_noise.py " + " ".join(sys.argv[1:]), "episodes": args.episodes, "runs": {}}
+    report = {"command": "python bench/pusht_noise.py " + " ".join(sys.argv[1:]), "provenance": provenance(),
+              "episodes": args.episodes, "runs": {}}
     proto = PushTProtocol(episodes=args.episodes, candidates=1, action_steps=8)
     window_sets: dict[tuple[int, int], WindowSet] = {}  # (obs_history, horizon) -> the data's windows
     for run_dir in args.runs:
@@ -150,7 +152,7 @@ def main() -> None:
         report["runs"][run_dir] = row
     out = Path(args.out)
     atomic_write_json(out / "pusht-noise.json", report)
-    lines = [f"Command: `{report['command']}`", "",
+    lines = [provenance_line(report["provenance"]), "",
              f"Closed loop: K = 1, 8 of 16 actions executed, {args.episodes} gym-pusht episodes (seeds 100000..), "
              "mean max coverage ± SEM. Open loop: 64 dataset states x 32 noise draws.", "",
              f"| run | method | {' | '.join(NOISE_MODES.values())} | "

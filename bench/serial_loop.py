@@ -118,7 +118,9 @@ def summarize_trip(t: list[float], valid_ms: int, trials: int) -> dict:
 
 
 def to_markdown(res: dict) -> str:
-    lines = [f"Command: `{res['command']}`", "", f"Machine: {res['machine']}; bundle model: {res['model']}", "",
+    from kdp_edge.provenance import provenance_line
+
+    lines = [provenance_line(res["provenance"]) if "provenance" in res else f"Command: `{res['command']}`", "", f"Machine: {res['machine']}; bundle model: {res['model']}", "",
              "**Closed loop over the pty (virtual PointMaze robot, STATE-paced)**", "",
              "| rate | cycles | plan p50 / p99 (ms) | jitter p50 / p99 (ms) | STATE rx to ACTION tx p50 / p99 / max (ms) | deadline misses | fallback actions | CRC errors |",
              "|---|---|---|---|---|---|---|---|"]
@@ -161,7 +163,10 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from kdp_edge.provenance import provenance
+
     res: dict = {"command": "python bench/serial_loop.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                 "provenance": provenance(),
                  "machine": f"{platform.machine()}, {platform.processor() or platform.system()}, python {platform.python_version()}"}
     if "timing" not in args.skip:
         res["timing"] = []

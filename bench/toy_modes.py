@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from kdp_edge.config import TrainConfig
+from kdp_edge.provenance import provenance, provenance_line
 from kdp_edge.toy import bimodal_demos, mode_report
 from kdp_edge.train import Trainer
 
@@ -59,8 +60,9 @@ def main() -> None:
             r = run(key, temps, args.steps, seed, out / "tmp")
             rows.append({"key": key, "temperatures": temps, "seed": seed, **r})
             print(rows[-1], flush=True)
-    (out / "toy_modes.json").write_text(json.dumps({"steps": args.steps, "rows": rows}, indent=2))
-    lines = [f"Command: `python bench/toy_modes.py --steps {args.steps} --seeds {' '.join(map(str, args.seeds))}`", "",
+    prov = provenance()
+    (out / "toy_modes.json").write_text(json.dumps({"provenance": prov, "steps": args.steps, "rows": rows}, indent=2))
+    lines = [provenance_line(prov), "",
              "| key | temperatures | seed | above | below | through obstacle | step length (data 0.067) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -1,8 +1,7 @@
-"""Positive-set rules (kdp_edge/positives.py), the config option that picks one, and result provenance."""
+"""Positive-set rules (kdp_edge/positives.py), the config option that picks one, and the study runner."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -11,7 +10,6 @@ import pytest
 
 from kdp_edge.errors import ConfigError
 from kdp_edge.positives import POSITIVE_SOURCES, positive_rule
-from kdp_edge.provenance import command_line, provenance, provenance_line
 from kdp_edge.toy import bimodal_demos
 from kdp_edge.windows import WindowSet
 
@@ -61,17 +59,6 @@ def test_trainer_batches_follow_the_configured_rule(tmp_path, source, p):
         np.testing.assert_allclose(got.numpy(), cond.numpy())
     stats = tr.train_step()
     assert np.isfinite(stats["loss"])
-
-
-def test_provenance_records_command_commit_and_machine():
-    p = provenance(["bench/study.py", "--study", "key-role"])
-    assert p["command"] == "python bench/study.py --study key-role"
-    assert len(p["commit"]) == 40 and p["dirty"] in (True, False)
-    assert p["machine"]["cpus"] >= 1 and p["date"].endswith("Z")
-    line = provenance_line(p)
-    assert p["commit"][:12] in line and "bench/study.py" in line
-    assert command_line(["/usr/bin/kdp-edge", "bench", "b dir"]) == "kdp-edge bench 'b dir'"
-    json.dumps(p)  # JSON-able
 
 
 def test_study_runner_rejects_unknown_variants_before_any_work(tmp_path):

@@ -235,24 +235,25 @@ def _pusht_noise_bench():
 
 
 def test_noise_modes_replace_the_plan_noise_as_named():
-    """bench/pusht_noise.py's noise modes on a generator that returns its noise (+ obs offset): zero
+    """bench/pusht_noise.py's noise modes on a backend that returns its noise (+ obs offset): zero
     gives zeros, half halves, held repeats the first draw, mean16 averages 16 draws of each row."""
     noise_bench = _pusht_noise_bench()
 
-    def echo(obs, goal, noise):
-        return noise + obs[:, :1, None]
+    def echo(feeds):
+        return feeds["noise"] + feeds["obs"][:, :1, None]
 
     rng = np.random.default_rng(0)
-    obs, goal = np.arange(3, dtype=np.float32)[:, None] * 100, np.zeros((3, 0), np.float32)
+    obs = np.arange(3, dtype=np.float32)[:, None] * 100
     draw = lambda: rng.standard_normal((3, 4, 2)).astype(np.float32)  # noqa: E731
     n1, n2 = draw(), draw()
-    assert np.allclose(noise_bench.with_noise(echo, "fresh")(obs, goal, n1), n1 + obs[:, :1, None])
-    assert np.allclose(noise_bench.with_noise(echo, "zero")(obs, goal, n1), np.broadcast_to(obs[:, :1, None], n1.shape))
-    assert np.allclose(noise_bench.with_noise(echo, "half")(obs, goal, n1), 0.5 * n1 + obs[:, :1, None])
+    run = lambda mode, noise, fn=None: (fn or noise_bench.with_noise(echo, mode))({"obs": obs, "noise": noise})  # noqa: E731
+    assert np.allclose(run("fresh", n1), n1 + obs[:, :1, None])
+    assert np.allclose(run("zero", n1), np.broadcast_to(obs[:, :1, None], n1.shape))
+    assert np.allclose(run("half", n1), 0.5 * n1 + obs[:, :1, None])
     held = noise_bench.with_noise(echo, "held")
-    held(obs, goal, n1)
-    assert np.allclose(held(obs, goal, n2), n1 + obs[:, :1, None])
-    mean = noise_bench.with_noise(echo, "mean16")(obs, goal, n1)
+    run("held", n1, held)
+    assert np.allclose(run("held", n2, held), n1 + obs[:, :1, None])
+    mean = run("mean16", n1)
     assert mean.shape == n1.shape
     assert np.allclose(mean.mean((1, 2)), obs[:, 0], atol=0.5)  # each row keeps its own observation
     assert np.abs(mean - obs[:, :1, None]).std() < 0.5 * n1.std()  # averaging 16 draws shrinks the noise ~4x

@@ -1,0 +1,31 @@
+"""Result provenance: every result a benchmark writes records its command, commit, machine and date."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kdp_edge.provenance import command_line, provenance, provenance_line
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_provenance_records_command_commit_and_machine():
+    p = provenance(["bench/study.py", "--study", "key-role"])
+    assert p["command"] == "python bench/study.py --study key-role"
+    assert len(p["commit"]) == 40 and p["dirty"] in (True, False)
+    assert p["machine"]["cpus"] >= 1 and p["date"].endswith("Z")
+    line = provenance_line(p)
+    assert p["commit"][:12] in line and "bench/study.py" in line
+    assert command_line(["/usr/bin/kdp-edge", "bench", "b dir"]) == "kdp-edge bench 'b dir'"
+    json.dumps(p)  # JSON-able
+
+
+def test_every_benchmark_that_writes_json_records_provenance():
+    """A class check, not an instance check: a new bench script that writes a JSON result without
+    provenance fails here."""
+    writers = [p for p in sorted((ROOT / "bench").glob("*.py"))
+               if "json.dumps" in p.read_text() or "atomic_write_json" in p.read_text()]
+    assert len(writers) >= 8
+    missing = [p.name for p in writers if "provenance(" not in p.read_text()]
+    assert missing == []
