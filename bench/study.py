@@ -40,6 +40,12 @@ STUDIES: dict[str, list[tuple[str, dict]]] = {
         ("pooled, keyed w 10", {"optim": {"positive_source": "pooled"}, "drift": {"key": {"cond_weight": 10.0}}}),
         ("pooled, keyed w 30", {"optim": {"positive_source": "pooled"}, "drift": {"key": {"cond_weight": 30.0}}}),
     ],
+    # The reference pair every other row is read against: today's default and the diffusion baseline on the
+    # same data, backbone, batch of G x N windows and steps (DDIM T = 20 at evaluation).
+    "baseline": [
+        ("KDP default (knn P 32, keyed w 3)", {}),
+        ("diffusion DDIM T = 20", {"method": "diffusion"}),
+    ],
     # The positive set at a fixed budget of generated windows per batch (G x N = 512).
     "positives": [
         ("knn P 32, 32 x 16 (default)", {}),

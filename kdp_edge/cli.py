@@ -300,10 +300,12 @@ def _launch_ddp(nproc: int, **opts) -> None:
               help="diffusion runs: sampler (default: the run's diffusion.sampler); ignored for drift runs")
 @click.option("--sample-steps", type=click.IntRange(min=1), default=None,
               help="diffusion runs: denoising steps T (default: the run's diffusion.sample_steps); ignored for drift runs")
+@click.option("--noise-spread", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="PointMaze: candidate k of K draws noise scaled by 1 + spread * k / (K - 1) (more diverse candidates)")
 @click.option("--quiet", is_flag=True)
 @friendly_errors
 def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookahead, candidates, no_references, plot,
-             out, threads, sampler, sample_steps, quiet) -> None:
+             out, threads, sampler, sample_steps, noise_spread, quiet) -> None:
     """Closed-loop evaluation: the D4RL maze2d protocol with the reference pair (PointMaze), or
     gym-pusht with the random and replayed-demonstration references (PushT)."""
     from .evaluate import EvalProtocol, evaluate_run
@@ -329,7 +331,7 @@ def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookah
         click.echo(format_pusht_eval(report))
         click.echo(f"report: {out}")
         return
-    proto = EvalProtocol(env=env, protocol=protocol, lookahead=lookahead, **given)
+    proto = EvalProtocol(env=env, protocol=protocol, lookahead=lookahead, noise_spread=noise_spread, **given)
     report = evaluate_run(run_dir, proto, progress=not quiet, plot=plot, references=not no_references, threads=threads,
                           sampler=sampler, sample_steps=sample_steps, log=lambda m: click.echo(m, err=True))
     out = out or str(Path(run_dir) / f"eval-{env}-{protocol}.json")
@@ -380,13 +382,15 @@ def format_eval(report: dict) -> str:
 @click.option("--sample-steps", type=click.IntRange(min=1), default=None,
               help="diffusion runs: the bundle's default denoising steps T (default: the run's "
                    "diffusion.sample_steps); ignored for drift runs")
+@click.option("--noise-spread", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="written to bundle.json: candidate k of K draws noise scaled by 1 + spread * k / (K - 1)")
 @click.option("--verbose", "-v", is_flag=True,
               help="show the exporting libraries' own output (torch, litert, absl warnings) here instead of "
                    "writing it to OUT/export.log")
 @friendly_errors
 def export_cmd(run_dir, out, fmt, quantize, candidates, calib_samples, data_path, activations, keep_float, int8_ops,
                budget_first_action_frac, closed_loop_episodes, save_calibration, int8_only, control_rate_hz,
-               force, sample_steps, verbose) -> None:
+               force, sample_steps, noise_spread, verbose) -> None:
     """Export a trained run to a parity-checked bundle (ONNX / TFLite, fp32 / int8)."""
     from export.pipeline import ExportOptions, export_bundle
 
@@ -395,7 +399,7 @@ def export_cmd(run_dir, out, fmt, quantize, candidates, calib_samples, data_path
                          control_rate_hz=control_rate_hz, force=force, data=data_path, activations=activations,
                          keep_float=keep_float, int8_ops=int8_ops, budget_first_action_frac=budget_first_action_frac,
                          closed_loop_episodes=closed_loop_episodes, save_calibration=save_calibration,
-                         int8_only=int8_only, sample_steps=sample_steps)
+                         int8_only=int8_only, sample_steps=sample_steps, noise_spread=noise_spread)
     export_bundle(run_dir, out, opts, log=lambda m: click.echo(m, err=True), verbose=verbose)
 
 

@@ -32,6 +32,7 @@ class EvalProtocol:
     lookahead: int = 8  # tracker: planned step to steer toward
     candidates: int = 16
     replan_every: int = 1
+    noise_spread: float = 0.0  # candidate k's noise scaled by 1 + spread * k / (K - 1) (BundleManifest.noise_spread)
 
     @property
     def maze(self) -> str:
@@ -42,7 +43,8 @@ class EvalProtocol:
         act = "own actions" if self.protocol == "own-actions" else f"PD tracker toward plan step {self.lookahead}"
         return (f"{self.env}: goal cell {p['goal_cell']}, horizon {p['horizon']}, reward radius {GOAL_RADIUS} m, "
                 f"{self.episodes} episodes (seed {self.seed}), replanning every {self.replan_every} step(s), "
-                f"K = {self.candidates} candidates, {act}; D4RL-normalised (approximate)")
+                f"K = {self.candidates} candidates" + (f" (noise spread {self.noise_spread:g})" if self.noise_spread else "")
+                + f", {act}; D4RL-normalised (approximate)")
 
 
 def episode_starts(maze: Maze, goal_cell, n: int, seed: int) -> np.ndarray:
@@ -178,7 +180,8 @@ def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str 
     generator_info = configure_sampler(model, run.cfg.method, sampler, sample_steps, log)
     maze = Maze.named(proto.maze)
     planner = run_planner(run, proto.candidates, ScoringSpec.for_env(proto.env), seed=proto.seed,
-                          protocol=proto.protocol, lookahead=proto.lookahead, model=model)
+                          protocol=proto.protocol, lookahead=proto.lookahead, model=model,
+                          noise_spread=proto.noise_spread)
     policy = PlannerPolicy(planner)
     snapshots: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
 
