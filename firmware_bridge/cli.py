@@ -257,7 +257,7 @@ def register(group: click.Group) -> None:
 
 def _group_class() -> type[click.Group]:
     try:  # the kdp-edge error policy (error: ... fix: ..., exit 2; Ctrl-C exits 130) when kdp_edge is installed
-        from kdp_edge.cli import KDPGroup
+        from kdp_edge.cli_policy import KDPGroup
     except ImportError:
         return click.Group
     return KDPGroup

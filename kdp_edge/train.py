@@ -380,9 +380,7 @@ class Trainer:
 
 def main(argv=None) -> None:
     """``python -m kdp_edge.train`` is the same as ``kdp-edge train``."""
-    from .cli import main as cli_main
-
-    cli_main(["train", *(argv if argv is not None else sys.argv[1:])])
+    os.execv(sys.executable, [sys.executable, "-m", "kdp_edge.cli", "train", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":
