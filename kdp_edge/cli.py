@@ -413,6 +413,90 @@ def bench_cmd(bundle, backend, threads, candidates, runs, warmup, rate_hz, compa
         click.echo(f"report: {out} (table: {md})")
 
 
+# ---- pareto (issue #29): latency of a K / T grid against control-rate budgets, scores optional --------
+def _float_list(ctx, param, value: str | None) -> list[float]:
+    try:
+        out = [float(x) for x in (value or "").split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers like 50,100,200, got {value!r}") from None
+    if any(not x > 0 for x in out):
+        raise click.BadParameter("every value must be positive")
+    return out
+
+
+@cli.command("pareto")
+@click.argument("bundles", nargs=-1, required=True, type=click.Path())
+@click.option("--candidates", "-k", default="1,2,4,8,16,32,64", show_default=True, callback=_int_list,
+              help="K grid of generator (KDP) bundles")
+@click.option("--sample-steps", "-t", default="2,5,10,20", show_default=True, callback=_int_list,
+              help="T grid (denoiser passes per plan) of diffusion bundles")
+@click.option("--diffusion-candidates", default="1,4,16", show_default=True, callback=_int_list,
+              help="K grid of diffusion bundles")
+@click.option("--backend", default="onnx,tflite", show_default=True, help="onnx and/or tflite, comma-separated")
+@click.option("--precision", type=click.Choice(["fp32", "int8", "all"]), default="all", show_default=True)
+@click.option("--rate", "rates", default=None, callback=_float_list,
+              help="control rates (Hz) whose periods are the budgets [default: the bundle's rate, 50, 100, 200]")
+@click.option("--budget-ms", default="1,2,5", show_default=True, callback=_float_list, help="more budgets (ms)")
+@click.option("--scores", type=click.Path(dir_okay=False), default=None,
+              help="JSON written by bench/pareto.py: plot score against latency (a robot has no simulator)")
+@click.option("--runs", type=click.IntRange(min=1), default=300, show_default=True, help="timed plans per configuration")
+@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report (.md written beside it)")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG: latency (or score vs latency) per config")
+@click.option("--quiet", is_flag=True, help="no progress line")
+@friendly_errors
+def pareto_cmd(bundles, candidates, sample_steps, diffusion_candidates, backend, precision, rates, budget_ms, scores,
+               runs, warmup, threads, seed, out, plot, quiet) -> None:
+    """Time every K (and T x K for diffusion bundles) of BUNDLES interleaved, one thread; mark which
+    configurations fit each control period; with --scores, the best configuration per budget."""
+    from .bundle import load_bundle
+    from .fileio import atomic_write_json, atomic_write_text, read_json
+    from .provenance import provenance, provenance_line
+    from .runtime import pareto as P
+
+    backends = [x.strip() for x in backend.split(",") if x.strip()]
+    if not backends or set(backends) - {"onnx", "tflite"}:
+        raise click.BadParameter(f"{backend!r}: use onnx, tflite (comma-separated)", param_hint="--backend")
+    if plot:
+        from .errors import require
+
+        require("matplotlib", "plot", "The pareto plot (--plot)")
+    env = P.bundle_env(list(bundles))
+    if not rates:
+        rates = sorted({load_bundle(bundles[0], verify=False).manifest.control_rate_hz, 50.0, 100.0, 200.0})
+    budget_list = P.budgets(budget_ms, rates)
+    score_report = None
+    if scores:
+        try:
+            score_report = read_json(scores)
+        except (OSError, ValueError) as exc:
+            raise KDPError(f"--scores {scores}: cannot read it ({exc}); pass the JSON bench/pareto.py wrote") from exc
+        if not isinstance(score_report, dict):
+            raise KDPError(f"--scores {scores}: not a bench/pareto.py report")
+    opts = P.GridOptions(kdp_k=candidates, diffusion_t=sample_steps, diffusion_k=diffusion_candidates, backends=backends,
+                         precision=precision, runs=runs, warmup=warmup, threads=threads, seed=seed, progress=not quiet)
+    report = P.time_grid(list(bundles), opts)
+    report["env"] = env
+    if score_report is not None:
+        report["notes"] += P.attach_scores(report["rows"], score_report, env)
+    report["budgets"] = budget_list
+    report["provenance"] = provenance()
+    text = P.format_report(report, budget_list)
+    click.echo(text)
+    if plot:
+        P.plot_frontier(plot, report["rows"], budget_list, title=f"{env or 'bundle'}: {report['host']['model']}, "
+                        f"{threads} thread(s)", score_name=(score_report or {}).get("score_metric", "score"))
+        report["plot"] = str(plot)
+        click.echo(f"plot: {plot}")
+    if out:
+        atomic_write_json(out, report)
+        md = Path(out).with_suffix(".md")
+        atomic_write_text(md, provenance_line(report["provenance"]) + "\n\n" + text + "\n")
+        click.echo(f"report: {out} (table: {md})")
+
+
 # ---- demo -----------------------------------------------------------------------------------------
 @cli.command("demo")
 @click.option("--out", type=click.Path(file_okay=False), default="out/demo", show_default=True)
