@@ -31,7 +31,17 @@ def test_demo_quick_writes_every_artefact(tmp_path, cli_env):
         assert section in report, section
     man = json.loads((out / "bundle" / "bundle.json").read_text())
     assert {(f["format"], f["precision"]) for f in man["files"]} >= {("onnx", "int8"), ("tflite", "int8")}
-    # a second invocation reuses every stage and regenerates the report
+    assert "Three scores for one model" in report and "rollouts.png" in report
+    times = json.loads((out / "stage-times.json").read_text())  # each command's own time, one entry per command
+    assert {"data", "train", "eval", "export", "diffusion train", "diffusion export", "bench", "bench vs diffusion",
+            "run"} <= set(times)
+    assert "train:" in r.stderr and "eta" in r.stderr, "training shows progress (steps, rate, ETA) in the demo"
+    assert "torchao" not in r.stderr and "absl" not in r.stderr, "third-party export noise stays in export.log"
+    run_summary = json.loads((out / "run-summary.json").read_text())
+    assert run_summary["warmup"]["plans"] >= 1 and "after warm-up" in report
+    # a second invocation reuses every stage and regenerates the report, keeping the stages' real times
     r2 = subprocess.run(kdp_cmd("demo", "--quick", "--out", str(out)), env=cli_env, capture_output=True, text=True,
                         timeout=300)
     assert r2.returncode == 0 and r2.stderr.count("already done") >= 7
+    report2 = (out / "report.md").read_text()
+    assert "reused every stage" in report2 and f"{sum(times.values()) / 60:.1f} min" in report2
