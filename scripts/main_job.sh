@@ -2,7 +2,8 @@
 # The main job on the embedded default, end to end, no robot, no GPU, no downloads:
 # PointMaze UMaze data -> train KDP -> closed-loop evaluation -> int8 export (ONNX + TFLite) ->
 # diffusion baseline -> on-device latency benchmark -> closed loop over a pty against the virtual
-# motor controller -> OUT/report.md with plots. About 12 minutes on 2 cores; QUICK=1: under 3.
+# motor controller -> OUT/report.md with plots. On 2 cores: 3 min idle, 9.7 min with another 2-thread job
+# (measured for issue #23); QUICK=1 (tiny sizes, a smoke test): 4.3 min with two other training jobs running.
 # Re-running resumes: finished stages are reused (FRESH=1 starts over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
