@@ -437,7 +437,7 @@ def run(args) -> dict:
     notes = list(latency["notes"])
     per_seed, metric, proto_text = [], "score", ""
     if not args.no_scores:
-        cache = ScoreCache(out / "work" / f"{stem}-scores.json")
+        cache = ScoreCache(out / "work" / f"{task}-scores.json")  # keys hold run, step, config, protocol
         per_seed, metric, proto_text = measure_scores(runs, task, args, cache)
     scores = aggregate(per_seed)
     points = build_points(latency["rows"], scores)
