@@ -305,6 +305,25 @@ def _slim(best_rows: list[dict]) -> list[dict]:
             for b in best_rows]
 
 
+def verdict(best_rows: list[dict]) -> str:
+    """One sentence per latency statistic: at which budgets which planner's best score is higher."""
+    parts = []
+    for b in best_rows:
+        kdp, diff = b["best"].get("KDP"), b["best"].get("diffusion")
+        if kdp is None and diff is None:
+            parts.append(f"{b['label']}: neither fits")
+        elif diff is None:
+            parts.append(f"{b['label']}: only KDP fits ({kdp['score']:.4g}, {kdp['config']})")
+        elif kdp is None:
+            parts.append(f"{b['label']}: only diffusion fits ({diff['score']:.4g}, {diff['config']})")
+        else:
+            d = kdp["score"] - diff["score"]
+            who = "KDP above" if d > 0 else "diffusion above" if d < 0 else "tie"
+            parts.append(f"{b['label']}: {who} ({kdp['score']:.4g} {kdp['config']} vs {diff['score']:.4g} "
+                         f"{diff['config']}, KDP {d:+.3g})")
+    return "; ".join(parts)
+
+
 def markdown(report: dict) -> str:
     prov = report["provenance"]
     lat = report["latency"]
@@ -326,6 +345,10 @@ def markdown(report: dict) -> str:
                  + ", ".join(f"`{b}`" for b in lat["bundles"]) + f". Host: {h['model']} ({h['arch']}, {h['cores']} cores"
                  + (f"; load average {load[0][0]:.2f} before, {load[1][0]:.2f} after" if all(load) else "") + ").")
     lines.append("- int8 / TFLite points carry the fp32 score of the same configuration (see parity in the JSON).")
+    if report["best_by_method"]:
+        lines += ["", "**Best KDP vs best diffusion configuration within each budget** (any backend / precision):", ""]
+        for lat_key in P.LATENCIES:
+            lines.append(f"- {lat_key.removesuffix('_ms')} plan latency: {verdict(report['best_by_method'][lat_key])}")
     for lat_key in P.LATENCIES:
         name = lat_key.removesuffix("_ms")
         if report["best_by_method"].get(lat_key):

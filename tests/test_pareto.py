@@ -211,3 +211,20 @@ def test_cli_pareto_refuses_scores_of_another_task_and_bad_bundles(pareto_report
     assert r.returncode == 2 and "pointmaze-large" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run(kdp_cmd("pareto", str(tmp_path / "missing"), "--quiet"), env=cli_env, capture_output=True, text=True)
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_seeds_are_averaged_with_their_spread_and_kept_per_seed():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_pareto", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    per_seed = [{"method": "kdp", "k": 4, "t": None, "run": f"r{i}", "run_seed": i, "step": 10, "score": s,
+                 "score_sem": e, "success_rate": 1.0} for i, (s, e) in enumerate([(160.0, 3.0), (170.0, 4.0)])]
+    (agg,) = mod.aggregate(per_seed)
+    assert agg["score"] == 165.0 and agg["seeds"] == 2 and agg["config"] == "K=4"
+    assert agg["score_sem"] == pytest.approx(2.5)  # sqrt(3^2 + 4^2) / 2
+    assert agg["seed_std"] == pytest.approx(math.sqrt(50.0)) and [p["score"] for p in agg["per_seed"]] == [160.0, 170.0]
+    row = {"label": "1 ms", "best": {"KDP": {"score": 170.0, "config": "K=16"}, "diffusion": None}}
+    assert "only KDP fits" in mod.verdict([row])
