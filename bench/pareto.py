@@ -54,6 +54,9 @@ from kdp_edge.runtime import pareto as P  # noqa: E402
 
 TASKS = ("pointmaze-umaze", "pointmaze-medium", "pointmaze-large", "pusht")
 METHOD_OF = {"kdp": "drift", "diffusion": "diffusion"}  # family -> run.json method
+# budgets are checked against wall p50 and p99 (what a deadline sees) and the planning thread's CPU-time p99
+# (the tail without preemption by other processes: on a shared machine the wall p99 is mostly that)
+REPORT_LATENCIES = (*P.LATENCIES, "cpu_p99_ms")
 
 
 def log(msg: str) -> None:
@@ -300,7 +303,8 @@ def build_points(rows: list[dict], scores: list[dict]) -> list[dict]:
 
 
 def _slim(best_rows: list[dict]) -> list[dict]:
-    keep = ("family", "method", "backend", "precision", "config", "k", "t", "score", "score_sem", "p50_ms", "p99_ms")
+    keep = ("family", "method", "backend", "precision", "config", "k", "t", "score", "score_sem", "p50_ms", "p99_ms",
+            "cpu_p50_ms", "cpu_p99_ms")
     return [b | {"best": {f: ({k: p[k] for k in keep} if p else None) for f, p in b["best"].items()}}
             for b in best_rows]
 
@@ -347,10 +351,11 @@ def markdown(report: dict) -> str:
     lines.append("- int8 / TFLite points carry the fp32 score of the same configuration (see parity in the JSON).")
     if report["best_by_method"]:
         lines += ["", "**Best KDP vs best diffusion configuration within each budget** (any backend / precision):", ""]
-        for lat_key in P.LATENCIES:
-            lines.append(f"- {lat_key.removesuffix('_ms')} plan latency: {verdict(report['best_by_method'][lat_key])}")
-    for lat_key in P.LATENCIES:
-        name = lat_key.removesuffix("_ms")
+        for lat_key in REPORT_LATENCIES:
+            lines.append(f"- {lat_key.removesuffix('_ms').replace('_', ' ')} plan latency: "
+                         f"{verdict(report['best_by_method'][lat_key])}")
+    for lat_key in REPORT_LATENCIES:
+        name = lat_key.removesuffix("_ms").replace("_", " ")
         if report["best_by_method"].get(lat_key):
             lines += ["", f"## Best score within a latency budget ({name} plan latency)", "",
                       "Per method (best over every backend and precision):", "",
@@ -473,10 +478,10 @@ def run(args) -> dict:
         "budgets": budget_list, "scores": scores, "scores_per_seed": per_seed, "points": points,
         "frontier": {lat: {f: [p["config"] for p in P.pareto_frontier([q for q in points if q["family"] == f], lat)]
                            for f in sorted({q["family"] for q in points})} for lat in P.LATENCIES},
-        "best_by_family": {lat: _slim(P.best_per_budget(points, budget_list, lat)) for lat in P.LATENCIES}
+        "best_by_family": {lat: _slim(P.best_per_budget(points, budget_list, lat)) for lat in REPORT_LATENCIES}
         if scores else {},
         "best_by_method": {lat: _slim(P.best_per_budget(points, budget_list, lat, family="planner"))
-                           for lat in P.LATENCIES} if scores else {},
+                           for lat in REPORT_LATENCIES} if scores else {},
         "latency": latency, "notes": notes,
     }
     if not args.no_plot:

@@ -352,7 +352,7 @@ def format_best(rows: list[dict], score: str = "score") -> str:
         return ""
     fams = sorted({f for r in rows for f in r["best"]})
     lat = rows[0]["latency"]
-    head = f"| budget ({lat.removesuffix('_ms')} plan latency) |" + "".join(f" {f} |" for f in fams) + " best |"
+    head = f"| budget ({lat.removesuffix('_ms').replace('_', ' ')} plan latency) |" + "".join(f" {f} |" for f in fams) + " best |"
     lines = [head, "|" + "---|" * (len(fams) + 2)]
     for r in rows:
         cells = []
