@@ -369,7 +369,7 @@ def format_best(rows: list[dict], score: str = "score") -> str:
 def plot_frontier(path: str | Path, rows: list[dict], budget_list: list[dict], title: str = "",
                   score_name: str = "score") -> Path:
     """PNG. With scores: score against plan latency, p50 (left) and p99 (right), log x axis; per
-    family its configurations as markers (labelled K or T,K) and its Pareto frontier as a line; the
+    family its configurations as markers and its Pareto frontier as a line (labelled K or T,K); the
     budgets as vertical lines. Without scores: each configuration's p50 (dot) to p99 (bar end)
     latency, one row per configuration, the budgets marked."""
     from ..plots import _plt, save_fig
@@ -394,7 +394,7 @@ def plot_frontier(path: str | Path, rows: list[dict], budget_list: list[dict], t
                 front = pareto_frontier(pts, lat)
                 ax.plot([p[lat] for p in front], [p["score"] for p in front], "-", color=colors[f], lw=1.8,
                         label=f"{f} (frontier)")
-                for p in pts:
+                for p in front:  # labels on the frontier only (every point's config is in the table)
                     ax.annotate(p["config"].replace(" ", ","), (p[lat], p["score"]), fontsize=6, color=colors[f],
                                 xytext=(3, 3), textcoords="offset points")
             _budget_lines(ax, budget_list, lo, hi)
