@@ -115,19 +115,23 @@ def check_task(runs: list[Run], task: str | None) -> str:
 
 
 # ---- bundles ------------------------------------------------------------------------------------------
-def _bundle_step(bundle: Path) -> int | None:
+def _bundle_is_of(bundle: Path, run: Run) -> bool:
+    """The bundle was exported from the run's current checkpoint (same sha256)."""
+    from kdp_edge.bundle import sha256_file
+
     try:
-        return int(json.loads((bundle / "bundle.json").read_text()).get("source_checkpoint", {}).get("step"))
-    except (OSError, ValueError, TypeError):
-        return None
+        src = json.loads((bundle / "bundle.json").read_text()).get("source_checkpoint", {})
+    except (OSError, ValueError):
+        return False
+    return src.get("sha256") == sha256_file(run.path / "checkpoint.pt")
 
 
 def ensure_bundle(run: Run, out: Path, args) -> Path:
     """The run's bundle under <out>/bundles/ (exported with the CLI in a subprocess when missing or
-    from an older checkpoint); KDP: --format all (or --formats) --quantize int8, K = --export-k."""
+    exported from another checkpoint); KDP: --format all (or --formats) --quantize int8, K = --export-k."""
     digest = hashlib.sha1(str(run.path.resolve()).encode()).hexdigest()[:8]
     bundle = out / "bundles" / f"{run.name}-{digest}"
-    if (bundle / "bundle.json").exists() and _bundle_step(bundle) == run.step:
+    if (bundle / "bundle.json").exists() and _bundle_is_of(bundle, run):
         log(f"bundle {bundle} (step {run.step}) reused")
         return bundle
     cmd = [sys.executable, "-m", "kdp_edge.cli", "export", str(run.path), "--out", str(bundle),
