@@ -10,7 +10,6 @@ a ``pointmaze-*`` env, or the ``pusht`` extra and the ``pusht`` env; :func:`avai
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -38,29 +37,30 @@ class ClosedLoopScore:
 
 def available(env: str) -> tuple[bool, str]:
     """(True, "") when a closed-loop check can run for ``env``; else (False, why)."""
-    if env == "pusht":
-        if importlib.util.find_spec("gym_pusht") is None:
-            return False, "the pusht extra is not installed (gym_pusht missing): pip install 'kdp-edge[pusht]'"
-        return True, ""
-    if not env.startswith("pointmaze-"):
-        return False, f"env {env or '(unknown)'} has no closed-loop check (pointmaze-* and pusht do)"
-    missing = [m for m in ("gymnasium", "gymnasium_robotics", "mujoco") if importlib.util.find_spec(m) is None]
-    if missing:
-        return False, f"the sim extra is not installed ({', '.join(missing)} missing): pip install 'kdp-edge[sim]'"
-    return True, ""
+    from kdp_edge.envs import env_for
+
+    return env_for(env).closed_loop_available()
 
 
 def closed_loop_scores(manifest, generators: dict[str, Generate], episodes: int = 10, seed: int = 0,
                        candidates: int | None = None, log=print) -> dict[str, ClosedLoopScore]:
     """Score each ``generators[name]`` (feeds -> raw windows) on the same ``episodes`` episodes of
+    ``manifest.env`` with its environment's closed-loop check (kdp_edge.envs); K = ``candidates``
+    (default: the bundle's default K)."""
+    from kdp_edge.envs import env_for
+
+    return env_for(manifest.env).load("closed_loop")(manifest, generators, episodes, seed,
+                                                     candidates or manifest.default_candidates, log)
+
+
+def pointmaze_scores(manifest, generators: dict[str, Generate], episodes: int = 10, seed: int = 0,
+                     candidates: int | None = None, log=print) -> dict[str, ClosedLoopScore]:
+    """PointMaze: score each ``generators[name]`` (feeds -> raw windows) on the same ``episodes`` episodes of
     ``manifest.env``, each planned through the device runtime's Planner over the bundle's manifest
     (its protocol, scorer and action limits); K = ``candidates`` (default: the bundle's default K).
     Generators with a fixed K are fed batches of E*K rows they must split."""
     from kdp_edge.evaluate import EvalProtocol, PlannerPolicy, make_sims, rollout, summarize
     from kdp_edge.runtime.planner import Planner
-
-    if manifest.env == "pusht":
-        return _pusht_scores(manifest, generators, episodes, candidates or manifest.default_candidates, log)
 
     proto = EvalProtocol(env=manifest.env, episodes=episodes, seed=seed, protocol=manifest.protocol,
                          lookahead=manifest.lookahead, candidates=candidates or manifest.default_candidates)
@@ -77,8 +77,8 @@ def closed_loop_scores(manifest, generators: dict[str, Generate], episodes: int 
     return out
 
 
-def _pusht_scores(manifest, generators: dict[str, Generate], episodes: int, candidates: int,
-                  log) -> dict[str, ClosedLoopScore]:
+def pusht_scores(manifest, generators: dict[str, Generate], episodes: int, seed: int, candidates: int,
+                 log=print) -> dict[str, ClosedLoopScore]:
     """PushT: mean max coverage (x 100) of each generator on the same seeded gym-pusht episodes."""
     from kdp_edge.planning import ScoringSpec
     from kdp_edge.pusht import PushTProtocol, planner_plan_fn, rollout, summarize

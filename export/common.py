@@ -99,9 +99,9 @@ def manifest_for_run(run, model, opts: ExportOptions, action_low=None, action_hi
 def step_dt_for_env(env: str) -> float:
     """Seconds between window steps (the data's rate): PointMaze data steps are one 10 ms mujoco
     step, PushT's 0.1 s; 0 (unknown) makes the runtime assume one control period per step."""
-    if env.startswith("pointmaze"):
-        return 0.01
-    return 0.1 if env == "pusht" else 0.0  # PushT demonstrations: 10 Hz
+    from kdp_edge.envs import env_for
+
+    return env_for(env).step_dt_s
 
 
 def check_out_dir(out: Path, run_dir: Path) -> None:
@@ -138,8 +138,11 @@ def action_limits(run, traj) -> tuple[np.ndarray, np.ndarray]:
     there, else PointMaze's [-1, 1] for pointmaze runs, else mean +- 4 std of the window stats."""
     if traj is not None:
         return traj.actions.min(0), traj.actions.max(0)
-    if run.info.env.startswith("pointmaze"):
-        return -np.ones(run.info.act_dim), np.ones(run.info.act_dim)
+    from kdp_edge.envs import env_for
+
+    known = env_for(run.info.env).fallback_action_limits(run.info.act_dim)
+    if known is not None:
+        return known
     n = run.normalizer
     mean, std = n.win_mean[n.obs_dim:], n.win_std[n.obs_dim:]
     return mean - 4 * std, mean + 4 * std
@@ -155,12 +158,9 @@ def parity_conditions(run, traj, n: int, seed: int) -> list[tuple[np.ndarray, np
         return [(traj.observations[i].astype(np.float32),
                  traj.goals[i].astype(np.float32) if traj.goals is not None else None) for i in idx]
     nz = run.normalizer
-    free = None
-    if run.info.env.startswith("pointmaze-"):
-        from kdp_edge.mazes import Maze
+    from kdp_edge.envs import env_for
 
-        maze = Maze.named(run.info.env.removeprefix("pointmaze-"))
-        free = [maze.cell_to_xy(c) for c in maze.free_cells()]
+    free = env_for(run.info.env).free_positions(run.info.env)
     out = []
     for _ in range(n):
         obs = (nz.obs_mean + nz.obs_std * rng.standard_normal(nz.obs_dim)).astype(np.float32)

@@ -10,6 +10,7 @@ import click
 
 from . import __version__
 from .cli_policy import KDPGroup, fail  # noqa: F401  (the error policy; fail is re-exported)
+from .envs import names as env_names
 from .errors import KDPError
 
 
@@ -215,7 +216,7 @@ def _launch_ddp(nproc: int, **opts) -> None:
 # ---- eval -----------------------------------------------------------------------------------------
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path())
-@click.option("--env", type=click.Choice(["pointmaze-umaze", "pointmaze-medium", "pointmaze-large", "pusht"]),
+@click.option("--env", type=click.Choice(env_names()),
               default=None, help="default: the run's env (pointmaze-umaze when it has none)")
 @click.option("--episodes", type=click.IntRange(min=1), default=None, help="[default: 50; pusht: 200]")
 @click.option("--seed", type=int, default=None, help="first episode seed [default: 0; pusht: 100000]")
@@ -244,44 +245,24 @@ def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookah
              out, threads, sampler, sample_steps, noise_spread, quiet) -> None:
     """Closed-loop evaluation: the D4RL maze2d protocol with the reference pair (PointMaze), or
     gym-pusht with the random and replayed-demonstration references (PushT)."""
-    from .evaluate import EvalProtocol, evaluate_run
+    from .envs import env_for
     from .fileio import atomic_write_json, read_json
 
     run_json = Path(run_dir) / "run.json"
     run_info = read_json(run_json) if run_json.exists() else {}  # a missing run is reported by the evaluator
     if env is None:
         run_env = run_info.get("env", "")
-        env = run_env if run_env == "pusht" or run_env.startswith("pointmaze-") else "pointmaze-umaze"
-    # options left out take the environment's protocol defaults
-    given = {k: v for k, v in {"episodes": episodes, "seed": seed, "candidates": candidates}.items() if v is not None}
-    if env == "pusht":
-        from .pusht import PushTProtocol, evaluate_pusht_run, format_pusht_eval
-
-        proto = PushTProtocol(action_steps=action_steps, **given)
-        data = demos or run_info.get("data", "")
-        report = evaluate_pusht_run(run_dir, proto, progress=not quiet, references=not no_references,
-                                    threads=threads, sampler=sampler, sample_steps=sample_steps,
-                                    demos=Path(data) if data else None, log=lambda m: click.echo(m, err=True))
-        out = out or str(Path(run_dir) / "eval-pusht.json")
-        atomic_write_json(out, report)
-        click.echo(format_pusht_eval(report))
-        click.echo(f"report: {out}")
-        return
-    proto = EvalProtocol(env=env, protocol=protocol, lookahead=lookahead, noise_spread=noise_spread, **given)
-    report = evaluate_run(run_dir, proto, progress=not quiet, plot=plot, references=not no_references, threads=threads,
-                          sampler=sampler, sample_steps=sample_steps, log=lambda m: click.echo(m, err=True))
-    out = out or str(Path(run_dir) / f"eval-{env}-{protocol}.json")
+        env = run_env if run_env in env_names() else "pointmaze-umaze"
+    evaluate = env_for(env).load("evaluate")
+    options = {"episodes": episodes, "seed": seed, "candidates": candidates, "action_steps": action_steps,
+               "demos": demos, "protocol": protocol, "lookahead": lookahead, "references": not no_references,
+               "plot": plot, "threads": threads, "sampler": sampler, "sample_steps": sample_steps,
+               "noise_spread": noise_spread, "progress": not quiet, "run_info": run_info}
+    report, text, name = evaluate(run_dir, env, options, log=lambda m: click.echo(m, err=True))
+    out = out or str(Path(run_dir) / name)
     atomic_write_json(out, report)
-    click.echo(format_eval(report))
+    click.echo(text)
     click.echo(f"report: {out}")
-
-
-def format_eval(report: dict) -> str:
-    from .evaluate import format_eval_report
-
-    return format_eval_report(report, "normalised score | success | return", ("kdp", "expert", "random"), lambda r: (
-        f"{r['normalized_score_mean']:.1f} ± {r['normalized_score_sem']:.1f} | {100 * r['success_rate']:.0f}% | "
-        f"{r['return_mean']:.1f}"))
 
 
 # ---- export ---------------------------------------------------------------------------------------

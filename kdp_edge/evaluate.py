@@ -228,3 +228,21 @@ def format_eval_report(report: dict, header: str, names: tuple[str, ...], row: C
     lines += ["", f"plan latency (K={report['protocol']['candidates']}{sampler}, torch, incl. scoring): "
                   f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms"]
     return "\n".join(lines)
+
+
+def format_pointmaze_eval(report: dict) -> str:
+    """The table ``kdp-edge eval`` prints for PointMaze."""
+    return format_eval_report(report, "normalised score | success | return", ("kdp", "expert", "random"), lambda r: (
+        f"{r['normalized_score_mean']:.1f} ± {r['normalized_score_sem']:.1f} | {100 * r['success_rate']:.0f}% | "
+        f"{r['return_mean']:.1f}"))
+
+
+def evaluate_pointmaze(run_dir, env: str, o: dict, log=print) -> tuple[dict, str, str]:
+    """``kdp-edge eval`` for PointMaze (the environment plug-in's evaluation hook): options ``o`` as the
+    CLI gives them (None: the protocol's default). Returns (report, printed table, default report name)."""
+    given = {k: o[k] for k in ("episodes", "seed", "candidates") if o.get(k) is not None}
+    proto = EvalProtocol(env=env, protocol=o["protocol"], lookahead=o["lookahead"], noise_spread=o["noise_spread"],
+                         **given)
+    report = evaluate_run(run_dir, proto, progress=o["progress"], plot=o["plot"], references=o["references"],
+                          threads=o["threads"], sampler=o["sampler"], sample_steps=o["sample_steps"], log=log)
+    return report, format_pointmaze_eval(report), f"eval-{env}-{o['protocol']}.json"

@@ -38,20 +38,18 @@ class ScoringSpec:
         return ScoringSpec(**d)
 
     @staticmethod
-    def for_env(env: str) -> ScoringSpec:
-        """Maze-aware scoring for ``pointmaze-<maze>`` environments, Euclidean otherwise."""
-        if env.startswith("pointmaze-"):
-            return ScoringSpec(kind="maze_geodesic", maze=env.removeprefix("pointmaze-"))
-        return ScoringSpec()
+    def for_env(env: str, goal_dim: int = 2, obs_dim: int = 0, act_dim: int = 0, executed_steps: int = 8) -> ScoringSpec:
+        """The scoring the environment plug-in (kdp_edge.envs) chooses: maze geodesic for
+        ``pointmaze-<maze>``, Euclidean goal distance for other goal tasks, consensus over the action
+        dims for goal-free tasks (``goal_dim`` 0)."""
+        from .envs import env_for
+
+        return ScoringSpec(**env_for(env).scoring_kwargs(env, goal_dim, obs_dim, act_dim, executed_steps))
 
     @staticmethod
     def for_run(info, executed_steps: int = 8) -> ScoringSpec:
-        """The scoring of a trained run (a :class:`~kdp_edge.checkpoint.RunInfo` or bundle manifest):
-        ``for_env`` for goal-conditioned runs, consensus over the action dims without a goal."""
-        if info.goal_dim == 0:
-            return ScoringSpec(kind="consensus", consensus_dims=list(range(info.obs_dim, info.obs_dim + info.act_dim)),
-                               consensus_steps=executed_steps)
-        return ScoringSpec.for_env(info.env)
+        """The scoring of a trained run (a :class:`~kdp_edge.checkpoint.RunInfo` or bundle manifest)."""
+        return ScoringSpec.for_env(info.env, info.goal_dim, info.obs_dim, info.act_dim, executed_steps)
 
 
 class CandidateScorer:

@@ -224,3 +224,18 @@ def format_pusht_eval(report: dict) -> str:
     return format_eval_report(report, "mean max coverage | success | episodes", ("kdp", "demos", "random"), lambda r: (
         f"{r['mean_max_coverage']:.3f} ± {r['max_coverage_sem']:.3f} | {100 * r['success_rate']:.0f}% | "
         f"{r['episodes']}"))
+
+
+def evaluate_pusht(run_dir, env: str, o: dict, log=print) -> tuple[dict, str, str]:
+    """``kdp-edge eval`` for PushT (the environment plug-in's evaluation hook): options ``o`` as the CLI
+    gives them (None: the protocol's default; ``demos`` defaults to the run's data). Returns
+    (report, printed table, default report name)."""
+    from pathlib import Path
+
+    given = {k: o[k] for k in ("episodes", "seed", "candidates") if o.get(k) is not None}
+    proto = PushTProtocol(action_steps=o["action_steps"], **given)
+    data = o.get("demos") or o.get("run_info", {}).get("data", "")
+    report = evaluate_pusht_run(run_dir, proto, progress=o["progress"], references=o["references"],
+                                threads=o["threads"], sampler=o["sampler"], sample_steps=o["sample_steps"],
+                                demos=Path(data) if data else None, log=log)
+    return report, format_pusht_eval(report), "eval-pusht.json"

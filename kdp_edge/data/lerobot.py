@@ -372,8 +372,9 @@ ENV_PRESETS = {  # env -> (fps, observation features [(name, start, stop, value 
 
 
 def _preset(traj: Trajectories, fps: float | None, task: str | None):
-    key = "pointmaze" if traj.env.startswith("pointmaze") else traj.env
-    preset = ENV_PRESETS.get(key)
+    from ..envs import env_for
+
+    preset = ENV_PRESETS.get(env_for(traj.env).name)  # keyed by the environment plug-in's name
     if preset and (traj.obs_dim != preset[1][-1][2] or traj.act_dim != len(preset[2])):
         preset = None  # not the layout the preset describes
     if preset:

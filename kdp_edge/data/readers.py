@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..envs import env_for
 from ..errors import DataError, require
 from ..windows import Trajectories, segments, stack_history
 
@@ -57,7 +58,7 @@ def load_trajectories(path: str | Path, goal: str = "auto", obs_history: int = 1
                         "or a Minari dataset directory")
     if goal == "none":
         traj.goals = None
-    elif goal == "hindsight" or (goal == "auto" and traj.goals is None and traj.env.startswith("pointmaze")):
+    elif goal == "hindsight" or (goal == "auto" and traj.goals is None and env_for(traj.env).hindsight_goals):
         traj.goals = hindsight_goals(traj.observations[:, :2], traj.episode_ends)
     if obs_history != 1:
         traj = stack_history(traj, obs_history)

@@ -269,33 +269,11 @@ def precisions_in(bundle: Bundle, backend: str, want: str) -> list[str]:
 
 def bench_conditions(manifest, n: int = 256, seed: int = 0, goals: int = 4) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """``n`` plausible raw (obs [obs_dim], goal [goal_dim] or None) pairs with ``goals`` distinct
-    goals (a deployed robot keeps one goal for many plans). PointMaze bundles: positions in free
-    cells, velocities N(0, 0.5); other bundles: N(0, 1)."""
-    rng = np.random.default_rng(seed)
-    m = manifest
-    free = None
-    if m.env.startswith("pointmaze-"):
-        from ..mazes import Maze
+    goals (a deployed robot keeps one goal for many plans): :func:`kdp_edge.envs.plausible_conditions`
+    (PointMaze bundles: positions in free cells, velocities N(0, 0.5); other bundles: N(0, 1))."""
+    from ..envs import plausible_conditions
 
-        try:
-            maze = Maze.named(m.env.removeprefix("pointmaze-"))
-            free = [maze.cell_to_xy(c) for c in maze.free_cells()]
-        except (KeyError, ValueError):
-            free = None
-    goal_pool = []
-    for _ in range(goals):
-        g = rng.standard_normal(m.goal_dim).astype(np.float32) if m.goal_dim else None
-        if g is not None and free is not None and m.goal_dim >= 2:
-            g[:2] = free[rng.integers(len(free))]
-        goal_pool.append(g)
-    out = []
-    for i in range(n):
-        obs = rng.standard_normal(m.obs_dim).astype(np.float32)
-        if free is not None and m.obs_dim >= 2:
-            obs[:2] = free[rng.integers(len(free))] + rng.uniform(-0.3, 0.3, 2)
-            obs[2:] *= 0.5
-        out.append((obs, goal_pool[i % goals]))
-    return out
+    return plausible_conditions(manifest.env, manifest.obs_dim, manifest.goal_dim, n, seed, goals)
 
 
 # ---- the benchmark --------------------------------------------------------------------------------
