@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from firmware_bridge import protocol as P  # noqa: E402
 from firmware_bridge.link import SerialLink  # noqa: E402
-from firmware_bridge.run import RunOptions, run  # noqa: E402
+from kdp_edge.app.run import RunOptions, run  # noqa: E402
 from kdp_edge.metrics import percentiles_ms  # noqa: E402
 
 

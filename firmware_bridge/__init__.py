@@ -4,7 +4,6 @@
 * :mod:`firmware_bridge.link` - :class:`SerialLink`, the host endpoint
 * :mod:`firmware_bridge.virtual_robot` - a virtual controller on a pty around any plant
 * :mod:`firmware_bridge.cbuild` - build/run the C reference firmware (``firmware/``)
-* :mod:`firmware_bridge.cli` - ``virtual-controller`` and ``serial-probe`` click commands
 """
 
 from .errors import (

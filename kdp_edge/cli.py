@@ -495,7 +495,7 @@ def demo_cmd(out, quick, fresh, threads) -> None:
 
 
 def main(argv=None) -> None:
-    from firmware_bridge.cli import register
+    from .app.bridge_commands import register
 
     register(cli)
     cli.main(args=argv, prog_name="kdp-edge")

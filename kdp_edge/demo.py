@@ -235,7 +235,7 @@ def parity_plot(bundle: Path, path: Path, n: int = 64) -> None:
         low, high = _limits(ref.manifest, raw_ref)
         width = np.maximum(high - low, 1e-9)
         outside = int(((raw_ref < low) | (raw_ref > high) | (raw_q < low) | (raw_q > high)).sum())
-        pct = lambda a: 100.0 * (np.clip(a, low, high) - low) / width  # noqa: E731  (0 % = low limit, 100 % = high)
+        pct = lambda a, low=low, high=high, width=width: 100.0 * (np.clip(a, low, high) - low) / width  # noqa: E731  (0 % = low limit)
         p_ref, p_q = pct(raw_ref).ravel(), pct(raw_q).ravel()
         rms = float(np.sqrt(np.mean((p_q - p_ref) ** 2)))
         raw_rms = float(np.sqrt(np.mean(((raw_q - raw_ref) / width) ** 2))) * 100
@@ -358,7 +358,7 @@ def write_report(out: Path, cfg: DemoConfig, st: Stage, seconds: float) -> Path:
         L += _ratio_lines(vs, cfg)
         L.append("")
     if run:
-        from firmware_bridge.run import format_summary
+        from .app.run import format_summary
 
         L += ["## Closed loop over the serial link (virtual motor controller on a pty)", "", "```", format_summary(run),
               "```", "", "Per-cycle log: `run.jsonl` (one JSON object per cycle: t_state_rx, t_plan_start, t_plan_end, "

@@ -11,10 +11,10 @@ import click
 from click.testing import CliRunner
 from conftest import SIGINT_DEFAULT
 
-from firmware_bridge.cli import cli, register
 from firmware_bridge.link import SerialLink
 from firmware_bridge.plants import IntegratorPlant
 from firmware_bridge.virtual_robot import start_virtual_robot
+from kdp_edge.app.bridge_commands import cli, register
 
 
 def test_register_adds_commands():
@@ -44,7 +44,7 @@ def test_serial_probe_clear_error_for_missing_port():
 def test_virtual_controller_command_serves_a_host():
     # no --duration: it serves until the signal, so the SIGINT lands wherever the process happens to be
     # (start-up done, serving, or mid-shutdown would all be clean); nothing here waits on the clock
-    proc = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "virtual-controller", "--rate", "100",
+    proc = subprocess.Popen([sys.executable, "-m", "kdp_edge.app.bridge_commands", "virtual-controller", "--rate", "100",
                              "--axes", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             **SIGINT_DEFAULT)
     try:
@@ -65,7 +65,7 @@ def test_virtual_controller_command_serves_a_host():
 
 def test_virtual_controller_sigint_right_at_start_is_clean():
     """SIGINT as soon as the pty is announced (before the 'Ctrl-C to stop' line and the serving wait)."""
-    proc = subprocess.Popen([sys.executable, "-m", "firmware_bridge.cli", "virtual-controller", "--axes", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "kdp_edge.app.bridge_commands", "virtual-controller", "--axes", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **SIGINT_DEFAULT)
     assert proc.stdout.readline().startswith("PTY /")
     proc.send_signal(signal.SIGINT)

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from conftest import SIGINT_DEFAULT, kdp_cmd
 
 from calibration.robot_io import CalibrationError, RobotCalibration, check_against_hello
-from firmware_bridge.cli import cli
 from firmware_bridge.link import SerialLink
 from firmware_bridge.virtual_robot import start_virtual_robot
+from kdp_edge.app.bridge_commands import cli
 
 S_SCALE, S_OFFSET = [2.0, -3.0, 0.25, 5.0], [1.0, -2.0, 0.5, 30.0]
 A_SCALE, A_OFFSET = [10.0, -20.0], [5.0, -3.0]
@@ -81,7 +81,7 @@ def test_calibrate_io_sweep_recovers_action_maps(tmp_path):
          + "&action_scale=" + ",".join(map(str, A_SCALE)) + "&action_offset=" + ",".join(map(str, A_OFFSET)))
     port = f"sim://integrator?rate=100&{q}"
     with ExitStack() as st:  # step 1 of the workflow (the hand recording, see the test above): the state maps
-        from calibration.cli import _open
+        from kdp_edge.app.calibrate_commands import _open
 
         _, caps = _open(st, port, 921600)
         RobotCalibration.from_maps(caps, S_SCALE, S_OFFSET).save(state_cal)

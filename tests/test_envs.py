@@ -54,7 +54,7 @@ def test_no_env_name_tests_outside_the_plugins():
     """Callers ask kdp_edge.envs; only the plug-ins (and a reader of its own file layout) test names."""
     pattern = re.compile(r'startswith\("pointmaze|== "pusht"|"pusht" ==')
     allowed = {"kdp_edge/data/pusht.py",  # the PushT file reader recognises its own layout
-               "firmware_bridge/run.py"}  # the sim:// port parser: moves with the run app (issue #21)
+               }
     hits = []
     for pkg in ("kdp_edge", "export", "calibration", "firmware_bridge"):
         for p in (ROOT / pkg).rglob("*.py"):

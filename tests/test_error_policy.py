@@ -17,7 +17,7 @@ from kdp_edge.cli import cli, main
 
 @pytest.fixture(scope="module")
 def runner():
-    from firmware_bridge.cli import register
+    from kdp_edge.app.bridge_commands import register
 
     register(cli)  # what kdp_edge.cli.main does: the bridge, run and calibrate commands
     return CliRunner()

@@ -19,9 +19,9 @@ RUNTIME = ("kdp_edge.runtime", "kdp_edge.bundle", "kdp_edge.planning", "kdp_edge
 NOT_FOR_RUNTIME = ("torch", "kdp_edge.train", "kdp_edge.drift", "kdp_edge.models", "kdp_edge.registry",
                    "kdp_edge.checkpoint", "kdp_edge.diffusion", "kdp_edge.torch_planner", "kdp_edge.evaluate",
                    "kdp_edge.cli", "kdp_edge.demo", "export", "calibration", "firmware_bridge")
-# Transport-only package; the app modules still inside it are listed here until they move out (issue #21).
+# Transport-only package: protocol, link, ports, virtual robot, firmware. The app lives in kdp_edge.
 TRANSPORT = "firmware_bridge"
-APP_MODULES_IN_TRANSPORT = {"firmware_bridge.cli", "firmware_bridge.run"}
+APP_MODULES_IN_TRANSPORT: set[str] = set()
 
 
 def module_name(path: Path) -> str:

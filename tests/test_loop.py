@@ -12,8 +12,8 @@ from test_bridge_link import assert_nothing_stale
 
 from firmware_bridge.link import SerialLink
 from firmware_bridge.plants import IntegratorPlant
-from firmware_bridge.run import SerialLoopIO
 from firmware_bridge.virtual_robot import start_virtual_robot
+from kdp_edge.app.run import SerialLoopIO
 from kdp_edge.bundle import BundleManifest
 from kdp_edge.runtime.loop import ControlLoop, LoopConfig, Observation
 from kdp_edge.runtime.planner import Plan, PlanInputError

@@ -9,7 +9,7 @@ import pytest
 from kdp_edge.bundle import BundleError, BundleManifest
 from kdp_edge.runtime.planner import Planner, noise_ladder
 
-K, H, O, A = 8, 4, 2, 2
+K, H, OBS, A = 8, 4, 2, 2
 
 
 def echo(feeds):
@@ -18,7 +18,7 @@ def echo(feeds):
 
 
 def manifest(spread: float) -> BundleManifest:
-    return BundleManifest(obs_dim=O, act_dim=A, goal_dim=0, horizon=H, inputs=["obs", "noise"],
+    return BundleManifest(obs_dim=OBS, act_dim=A, goal_dim=0, horizon=H, inputs=["obs", "noise"],
                           scoring={"kind": "consensus", "consensus_dims": [2, 3], "consensus_steps": 2},
                           default_candidates=K, noise_spread=spread)
 
@@ -32,19 +32,19 @@ def test_ladder_values():
 
 def test_plan_and_plan_batch_scale_each_candidate(monkeypatch):
     p = Planner.over(manifest(3.0), echo, seed=0)
-    draws = np.stack([p.plan(np.zeros(O)).candidates for _ in range(400)])  # [400, K, H, D]
+    draws = np.stack([p.plan(np.zeros(OBS)).candidates for _ in range(400)])  # [400, K, H, D]
     std = draws.std(axis=(0, 2, 3))
     np.testing.assert_allclose(std, 1 + 3.0 * np.arange(K) / (K - 1), rtol=0.08)
-    batch = Planner.over(manifest(3.0), echo, seed=1).plan_batch(np.zeros((300, O)))
+    batch = Planner.over(manifest(3.0), echo, seed=1).plan_batch(np.zeros((300, OBS)))
     np.testing.assert_allclose(batch.candidates.std(axis=(0, 2, 3)), std, rtol=0.1)
-    plain = Planner.over(manifest(0.0), echo, seed=0).plan_batch(np.zeros((300, O)))
+    plain = Planner.over(manifest(0.0), echo, seed=0).plan_batch(np.zeros((300, OBS)))
     np.testing.assert_allclose(plain.candidates.std(axis=(0, 2, 3)), np.ones(K), rtol=0.08)
 
 
 def test_given_noise_is_used_as_given():
     p = Planner.over(manifest(3.0), echo)
-    noise = np.ones((K, H, O + A), np.float32)
-    np.testing.assert_array_equal(p.plan(np.zeros(O), noise=noise).candidates, noise)
+    noise = np.ones((K, H, OBS + A), np.float32)
+    np.testing.assert_array_equal(p.plan(np.zeros(OBS), noise=noise).candidates, noise)
 
 
 def test_manifest_writes_the_field_only_when_set():

@@ -33,6 +33,7 @@ class Environment:
     closed_loop = ""  # "module:function" scoring exported models in closed loop (export parity)
     closed_loop_needs: tuple[str, ...] = ()  # importable modules the closed loop needs (extras)
     closed_loop_extra = ""  # the pip extra that provides them
+    sim_robot = False  # its env names can be sim:// ports of kdp-edge run (a virtual robot on a pty)
 
     def matches(self, env: str) -> bool:
         return env == self.name
@@ -112,6 +113,11 @@ def names() -> list[str]:
     return out
 
 
+def sim_names() -> list[str]:
+    """Env names that ``kdp-edge run --port sim://NAME`` can start a virtual robot for."""
+    return [n for e in ENVIRONMENTS if e.sim_robot for n in getattr(e, "variants", [e.name])]
+
+
 def plausible_conditions(env: str, obs_dim: int, goal_dim: int, n: int, seed: int = 0, goals: int = 4,
                          obs_mean=None, obs_std=None, goal_mean=None, goal_std=None) -> list[Condition]:
     """``n`` raw (obs, goal) pairs with ``goals`` distinct goals (a deployed robot keeps one goal for
@@ -142,4 +148,4 @@ def plausible_conditions(env: str, obs_dim: int, goal_dim: int, n: int, seed: in
     return out
 
 
-__all__ = ["ENVIRONMENTS", "Environment", "env_for", "names", "plausible_conditions"]
+__all__ = ["ENVIRONMENTS", "Environment", "env_for", "names", "plausible_conditions", "sim_names"]

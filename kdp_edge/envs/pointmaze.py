@@ -25,6 +25,7 @@ class PointMaze(Environment):
     closed_loop = "export.closed_loop:pointmaze_scores"
     closed_loop_needs = ("gymnasium", "gymnasium_robotics", "mujoco")
     closed_loop_extra = "sim"
+    sim_robot = True
 
     def matches(self, env: str) -> bool:
         return env.startswith("pointmaze")

@@ -24,7 +24,7 @@ def _fail(e: Exception) -> None:
 def _open(stack: ExitStack, port: str, baud: int, timeout: float = 3.0):
     """(link, caps) for ``port``; ``sim://`` starts a virtual robot in this process."""
     from firmware_bridge.link import SerialLink
-    from firmware_bridge.run import RunError, parse_sim_port
+    from kdp_edge.app.run import RunError, parse_sim_port
 
     sim = parse_sim_port(port)
     if sim is not None:
@@ -44,7 +44,7 @@ def _open(stack: ExitStack, port: str, baud: int, timeout: float = 3.0):
             except ValueError as e:
                 raise RunError(f"{port}: {e}") from e
         else:
-            from firmware_bridge.run import start_sim
+            from kdp_edge.app.run import start_sim
 
             robot = start_sim(port, rate, 1, 0).robot
         stack.callback(robot.close)
@@ -105,11 +105,7 @@ def calibrate_io(port, baud, out_path, seconds, sweep, hold_states, model_ranges
     """Record each state channel's range (hand moves or --sweep) and write per-channel scale/offset/limits."""
     import numpy as np
 
-    from firmware_bridge.errors import LinkError
-    from firmware_bridge.link import DEFAULT_BAUD
-    from kdp_edge.errors import KDPError
-
-    from .robot_io import (
+    from calibration.robot_io import (
         RobotCalibration,
         calibrate_from_states,
         fit_action_response,
@@ -118,7 +114,10 @@ def calibrate_io(port, baud, out_path, seconds, sweep, hold_states, model_ranges
         reference_ranges,
         states_from_log,
     )
-    from .robot_io import sweep as run_sweep
+    from calibration.robot_io import sweep as run_sweep
+    from firmware_bridge.errors import LinkError
+    from firmware_bridge.link import DEFAULT_BAUD
+    from kdp_edge.errors import KDPError
 
     err = lambda m: click.echo(m, err=True)  # noqa: E731
     if not port and not log_path:
@@ -172,7 +171,7 @@ def calibrate_io(port, baud, out_path, seconds, sweep, hold_states, model_ranges
             if not ranges:
                 err("note: no --model-range / --reference: state channels keep the identity map (ranges recorded)")
             if sweep:
-                from .robot_io import check_against_hello, derive_state_channels
+                from calibration.robot_io import check_against_hello, derive_state_channels
 
                 if state_from:
                     prior = RobotCalibration.load(state_from)
@@ -227,13 +226,7 @@ def calibrate_latency(port, baud, bundle_path, out_path, pings, seconds, plans, 
     """Measure RTT, STATE period/jitter and plan latency; recommend --rate and --offset-ms."""
     import numpy as np
 
-    from firmware_bridge.errors import LinkError
-    from firmware_bridge.link import DEFAULT_BAUD
-    from kdp_edge.errors import KDPError
-    from kdp_edge.fileio import atomic_write_json
-    from kdp_edge.runtime import Planner
-
-    from .robot_io import (
+    from calibration.robot_io import (
         TIMING_FORMAT,
         VERSION,
         RobotCalibration,
@@ -244,6 +237,11 @@ def calibrate_latency(port, baud, bundle_path, out_path, pings, seconds, plans, 
         measure_plan_latency,
         recommend,
     )
+    from firmware_bridge.errors import LinkError
+    from firmware_bridge.link import DEFAULT_BAUD
+    from kdp_edge.errors import KDPError
+    from kdp_edge.fileio import atomic_write_json
+    from kdp_edge.runtime import Planner
 
     err = lambda m: click.echo(m, err=True)  # noqa: E731
     try:

@@ -31,10 +31,9 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from firmware_bridge.link import DEFAULT_BAUD, SerialLink
 from kdp_edge.errors import KDPError
 from kdp_edge.runtime.loop import ControlLoop, CycleRecord, LoopConfig, Observation
-
-from .link import DEFAULT_BAUD, SerialLink
 
 
 class RunError(KDPError):
@@ -91,21 +90,20 @@ def parse_sim_port(port: str) -> tuple[str, dict[str, str]] | None:
 
 
 def start_sim(port: str, rate_hz: float, episodes: int, seed: int) -> SimTarget:
+    from kdp_edge.envs import env_for, sim_names
     from kdp_edge.errors import require
 
     env, opts = parse_sim_port(port)
-    mazes = ("umaze", "medium", "large")
-    if not env.startswith("pointmaze-") or env.removeprefix("pointmaze-") not in mazes:
-        raise RunError(f"unknown simulated robot '{env}' in {port}: use sim://pointmaze-umaze, "
-                       "sim://pointmaze-medium or sim://pointmaze-large")
+    if env not in sim_names():
+        raise RunError(f"unknown simulated robot '{env}' in {port}: use "
+                       + ", ".join(f"sim://{n}" for n in sim_names()))
     require("mujoco", "sim", "the simulated robot (sim:// ports)")
+    from firmware_bridge.virtual_robot import start_virtual_robot
     from kdp_edge.evaluate import episode_starts
     from kdp_edge.mazes import D4RL_PROTOCOL, Maze
     from kdp_edge.sim import PointMazePlant
 
-    from .virtual_robot import start_virtual_robot
-
-    maze = env.removeprefix("pointmaze-")
+    maze = env_for(env).maze_name(env)
     p = D4RL_PROTOCOL[maze]
     starts = episode_starts(Maze.named(maze), p["goal_cell"], episodes, seed)
     plant = PointMazePlant(maze, seed=seed)
@@ -364,11 +362,12 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
 
 
 def episode_result(sim: SimTarget, i: int) -> dict:
+    from kdp_edge.envs import env_for
     from kdp_edge.evaluate import normalized_score
 
     hits = sim.plant.hits
     return {"episode": i, "return": hits, "success": hits > 0,
-            "normalized_score": float(normalized_score(np.array([hits]), sim.env.removeprefix("pointmaze-"))[0]),
+            "normalized_score": float(normalized_score(np.array([hits]), env_for(sim.env).maze_name(sim.env))[0]),
             "start": sim.starts[i % len(sim.starts)].tolist()}
 
 

@@ -1,9 +1,9 @@
 """Click commands of the serial bridge, to be registered on the ``kdp-edge`` group::
 
-    from firmware_bridge.cli import register
+    from kdp_edge.app.bridge_commands import register
     register(main)        # adds `virtual-controller` and `serial-probe`
 
-Also runnable alone: ``python -m firmware_bridge.cli --help``.
+Also runnable alone: ``python -m kdp_edge.app.bridge_commands --help``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 
 import click
 
-from .errors import LinkError
-from .link import DEFAULT_BAUD, SerialLink
-from .protocol import StateFlags, fw_version_str
+from firmware_bridge.errors import LinkError
+from firmware_bridge.link import DEFAULT_BAUD, SerialLink
+from firmware_bridge.protocol import StateFlags, fw_version_str
 
 
 def _floats(text: str) -> list[float]:
@@ -34,7 +34,7 @@ def _floats(text: str) -> list[float]:
 
 def _make_plant(name: str, axes: int) -> Any:
     if name == "integrator":
-        from .plants import IntegratorPlant
+        from firmware_bridge.plants import IntegratorPlant
 
         return IntegratorPlant(axes=axes)
     try:
@@ -74,7 +74,7 @@ def virtual_controller(plant_name: str, impl: str, rate: float, axes: int, max_v
             _run_c(rate, axes, max_valid_ms, latency_ms, state_scale, state_offset, action_scale, action_offset,
                    duration, stop)
             return
-        from .virtual_robot import start_virtual_robot
+        from firmware_bridge.virtual_robot import start_virtual_robot
 
         plant = _make_plant(plant_name, axes)
         robot = start_virtual_robot(
@@ -112,7 +112,7 @@ def _stop_on_signals():
 
 def _run_c(rate: float, axes: int, max_valid_ms: int, latency_ms: float, state_scale: str, state_offset: str,
            action_scale: str, action_offset: str, duration: float, stop: threading.Event) -> None:
-    from .cbuild import CVirtualController, build_firmware
+    from firmware_bridge.cbuild import CVirtualController, build_firmware
 
     build_dir = os.path.join(tempfile.gettempdir(), f"kdp-firmware-{os.getuid()}")
     try:
@@ -223,9 +223,8 @@ def serial_probe(port: str, baud: int, n_states: int, timeout: float, as_json: b
 def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, offset_ms, backend, precision,
             candidates, threads, seed, log_path, summary_path, slow_plan_ms, calibration_path, timing_path) -> None:
     """Plan and stream actions to a motor controller; log timing per cycle (Ctrl-C stops cleanly)."""
+    from kdp_edge.app.run import RunOptions, format_summary, run, write_summary
     from kdp_edge.errors import KDPError
-
-    from .run import RunOptions, format_summary, run, write_summary
 
     opts = RunOptions(port=port, baud=baud, rate_hz=rate, sync=sync, duration_s=duration, cycles=cycles,
                       episodes=episodes, goal=_floats(goal) if goal else None, offset_ms=offset_ms, backend=backend,
@@ -248,7 +247,7 @@ def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, of
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group`` (the ``kdp-edge`` CLI)."""
     group.add_command(run_cmd)
-    from calibration.cli import calibrate
+    from kdp_edge.app.calibrate_commands import calibrate
 
     group.add_command(calibrate)
     group.add_command(virtual_controller)
