@@ -19,17 +19,24 @@ from kdp_edge.provenance import provenance, provenance_line
 from kdp_edge.toy import bimodal_demos, mode_report
 from kdp_edge.train import Trainer
 
-SETTINGS = [
-    ("full", [0.02, 0.05, 0.2]),
-    ("condition", [0.05, 0.2, 0.5]),
-    ("condition+descriptor", [0.02, 0.05, 0.2]),
-    ("condition+descriptor", [0.05, 0.2, 0.5]),
-    ("two-factor", [0.05, 0.2, 0.5]),
+DEFAULT_TEMPS = [0.05, 0.2, 0.5]
+SETTINGS = [  # (key, temperatures, positive source: kdp_edge/positives.py)
+    ("full", [0.02, 0.05, 0.2], "knn"),
+    ("full", DEFAULT_TEMPS, "knn"),
+    ("condition", DEFAULT_TEMPS, "knn"),
+    ("condition+descriptor", [0.02, 0.05, 0.2], "knn"),
+    ("condition+descriptor", DEFAULT_TEMPS, "knn"),
+    ("two-factor", DEFAULT_TEMPS, "knn"),
+    ("full", DEFAULT_TEMPS, "own"),
+    ("condition+descriptor", DEFAULT_TEMPS, "own"),
+    ("full", DEFAULT_TEMPS, "pooled"),
+    ("condition+descriptor", DEFAULT_TEMPS, "pooled"),
 ]
 
 
-def run(key: str, temps: list[float], steps: int, seed: int, tmp: Path) -> dict:
+def run(key: str, temps: list[float], positives: str, steps: int, seed: int, tmp: Path) -> dict:
     cfg = TrainConfig(seed=seed)
+    cfg.optim.positive_source = positives
     cfg.data.horizon = 16
     cfg.drift.key.kind = key
     cfg.drift.temperatures = temps
@@ -55,18 +62,18 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for key, temps in SETTINGS:
+    for key, temps, positives in SETTINGS:
         for seed in args.seeds:
-            r = run(key, temps, args.steps, seed, out / "tmp")
-            rows.append({"key": key, "temperatures": temps, "seed": seed, **r})
+            r = run(key, temps, positives, args.steps, seed, out / "tmp")
+            rows.append({"key": key, "temperatures": temps, "positives": positives, "seed": seed, **r})
             print(rows[-1], flush=True)
     prov = provenance()
     (out / "toy_modes.json").write_text(json.dumps({"provenance": prov, "steps": args.steps, "rows": rows}, indent=2))
     lines = [provenance_line(prov), "",
-             "| key | temperatures | seed | above | below | through obstacle | step length (data 0.067) |",
-             "|---|---|---|---|---|---|---|"]
+             "| key | temperatures | positives | seed | above | below | through obstacle | step length (data 0.067) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['key']} | {r['temperatures']} | {r['seed']} | {100 * r['above']:.0f}% | {100 * r['below']:.0f}% | "
+        lines.append(f"| {r['key']} | {r['temperatures']} | {r['positives']} | {r['seed']} | {100 * r['above']:.0f}% | {100 * r['below']:.0f}% | "
                      f"{100 * r['through_obstacle']:.0f}% | {r['step_length']:.3f} |")
     (out / "toy_modes.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
