@@ -239,10 +239,12 @@ def _launch_ddp(nproc: int, **opts) -> None:
               help="diffusion runs: denoising steps T (default: the run's diffusion.sample_steps); ignored for drift runs")
 @click.option("--noise-spread", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="PointMaze: candidate k of K draws noise scaled by 1 + spread * k / (K - 1) (more diverse candidates)")
+@click.option("--goals", type=click.Choice(["fixed", "random"]), default="fixed", show_default=True,
+              help="PointMaze: D4RL's fixed goal cell, or a seeded random goal and start cell per episode")
 @click.option("--quiet", is_flag=True)
 @friendly_errors
 def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookahead, candidates, no_references, plot,
-             out, threads, sampler, sample_steps, noise_spread, quiet) -> None:
+             out, threads, sampler, sample_steps, noise_spread, goals, quiet) -> None:
     """Closed-loop evaluation: the D4RL maze2d protocol with the reference pair (PointMaze), or
     gym-pusht with the random and replayed-demonstration references (PushT)."""
     from .envs import env_for
@@ -257,7 +259,7 @@ def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookah
     options = {"episodes": episodes, "seed": seed, "candidates": candidates, "action_steps": action_steps,
                "demos": demos, "protocol": protocol, "lookahead": lookahead, "references": not no_references,
                "plot": plot, "threads": threads, "sampler": sampler, "sample_steps": sample_steps,
-               "noise_spread": noise_spread, "progress": not quiet, "run_info": run_info}
+               "noise_spread": noise_spread, "goals": goals, "progress": not quiet, "run_info": run_info}
     report, text, name = evaluate(run_dir, env, options, log=lambda m: click.echo(m, err=True))
     out = out or str(Path(run_dir) / name)
     atomic_write_json(out, report)

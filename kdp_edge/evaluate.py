@@ -33,6 +33,7 @@ class EvalProtocol:
     candidates: int = 16
     replan_every: int = 1
     noise_spread: float = 0.0  # candidate k's noise scaled by 1 + spread * k / (K - 1) (BundleManifest.noise_spread)
+    goals: str = "fixed"  # fixed: D4RL's goal cell; random: a seeded goal and start cell per episode
 
     @property
     def maze(self) -> str:
@@ -41,7 +42,9 @@ class EvalProtocol:
     def describe(self) -> str:
         p = D4RL_PROTOCOL[self.maze]
         act = "own actions" if self.protocol == "own-actions" else f"PD tracker toward plan step {self.lookahead}"
-        return (f"{self.env}: goal cell {p['goal_cell']}, horizon {p['horizon']}, reward radius {GOAL_RADIUS} m, "
+        where = (f"goal cell {p['goal_cell']}" if self.goals == "fixed"
+                 else "random goal and start cells per episode")
+        return (f"{self.env}: {where}, horizon {p['horizon']}, reward radius {GOAL_RADIUS} m, "
                 f"{self.episodes} episodes (seed {self.seed}), replanning every {self.replan_every} step(s), "
                 f"K = {self.candidates} candidates" + (f" (noise spread {self.noise_spread:g})" if self.noise_spread else "")
                 + f", {act}; D4RL-normalised (approximate)")
@@ -52,6 +55,32 @@ def episode_starts(maze: Maze, goal_cell, n: int, seed: int) -> np.ndarray:
     cells = [c for c in maze.free_cells() if c != tuple(goal_cell)]
     idx = rng.integers(len(cells), size=n)
     return np.stack([maze.cell_to_xy(cells[i]) + rng.uniform(-0.25, 0.25, 2) for i in idx])
+
+
+def episode_goals(maze: Maze, proto: EvalProtocol) -> tuple[np.ndarray, np.ndarray]:
+    """Goals [E, 2] and starts [E, 2] of ``proto``'s episodes: D4RL's fixed goal cell with random start
+    cells (``goals='fixed'``), or a random goal cell and a different random start cell per episode
+    (``goals='random'``), seeded by ``proto.seed``; starts get U(+-0.25) m of jitter."""
+    if proto.goals == "fixed":
+        cell = D4RL_PROTOCOL[proto.maze]["goal_cell"]
+        goal = maze.cell_to_xy(cell)
+        return np.repeat(goal[None], proto.episodes, 0), episode_starts(maze, cell, proto.episodes, proto.seed)
+    if proto.goals != "random":
+        raise ValueError(f"unknown goals '{proto.goals}': use fixed or random")
+    rng = np.random.default_rng([proto.seed, 7])
+    cells = maze.free_cells()
+    goals, starts = [], []
+    for _ in range(proto.episodes):
+        g = cells[rng.integers(len(cells))]
+        others = [c for c in cells if c != g]
+        s = others[rng.integers(len(others))]
+        goals.append(maze.cell_to_xy(g))
+        starts.append(maze.cell_to_xy(s) + rng.uniform(-0.25, 0.25, 2))
+    return np.stack(goals), np.stack(starts)
+
+
+STALL_WINDOW = 100  # steps: an episode that never arrives and moved less than STALL_DISTANCE in its last 100
+STALL_DISTANCE = 0.1  # metres: ... steps has stalled (e.g. resting against a wall between it and the goal)
 
 
 def normalized_score(ret: np.ndarray, maze: str) -> np.ndarray:
@@ -72,11 +101,9 @@ def rollout(policy: Policy, proto: EvalProtocol, label: str = "", progress: bool
     """Run ``proto.episodes`` episodes in lockstep; returns returns, scores and trajectories."""
     p = D4RL_PROTOCOL[proto.maze]
     maze = Maze.named(proto.maze)
-    goal = maze.cell_to_xy(p["goal_cell"])
-    starts = episode_starts(maze, p["goal_cell"], proto.episodes, proto.seed)
+    goals, starts = episode_goals(maze, proto)
     sims = sims if sims is not None else make_sims(proto)
-    obs = np.stack([s.reset(st, goal) for s, st in zip(sims, starts, strict=True)])
-    goals = np.repeat(goal[None], proto.episodes, 0)
+    obs = np.stack([s.reset(st, g) for s, st, g in zip(sims, starts, goals, strict=True)])
     horizon = p["horizon"]
     rewards = np.zeros((proto.episodes, horizon))
     traj = np.zeros((proto.episodes, horizon + 1, 2))
@@ -88,12 +115,16 @@ def rollout(policy: Policy, proto: EvalProtocol, label: str = "", progress: bool
                 record(t, obs)
             obs = np.stack([s.step(a) for s, a in zip(sims, act, strict=True)])
             traj[:, t + 1] = obs[:, :2]
-            rewards[:, t] = np.linalg.norm(obs[:, :2] - goal, axis=1) <= GOAL_RADIUS
+            rewards[:, t] = np.linalg.norm(obs[:, :2] - goals, axis=1) <= GOAL_RADIUS
             bar.update(1)
     returns = rewards.sum(1)
     scores = normalized_score(returns, proto.maze)
-    return {"returns": returns, "scores": scores, "success": rewards.any(1), "trajectories": traj,
-            "starts": starts, "goal": goal}
+    success = rewards.any(1)
+    arrival = np.where(success, rewards.argmax(1) + 1, -1)
+    w = min(STALL_WINDOW, horizon)
+    stalled = ~success & (np.linalg.norm(traj[:, -1] - traj[:, -1 - w], axis=-1) < STALL_DISTANCE)
+    return {"returns": returns, "scores": scores, "success": success, "trajectories": traj,
+            "starts": starts, "goal": goals[0], "goals": goals, "arrival_step": arrival, "stalled": stalled}
 
 
 def summarize(result: dict) -> dict:
@@ -105,7 +136,9 @@ def summarize(result: dict) -> dict:
         "return_mean": float(result["returns"].mean()),
         "success_rate": float(result["success"].mean()),
         "episodes": n,
-    }
+    } | ({"stalled_rate": float(result["stalled"].mean()), "stalled_episodes": np.flatnonzero(result["stalled"]).tolist(),
+          "mean_arrival_step": float(result["arrival_step"][result["success"]].mean()) if result["success"].any() else None}
+         if "stalled" in result else {})
 
 
 class PlannerPolicy:
@@ -232,9 +265,10 @@ def format_eval_report(report: dict, header: str, names: tuple[str, ...], row: C
 
 def format_pointmaze_eval(report: dict) -> str:
     """The table ``kdp-edge eval`` prints for PointMaze."""
-    return format_eval_report(report, "normalised score | success | return", ("kdp", "expert", "random"), lambda r: (
-        f"{r['normalized_score_mean']:.1f} ± {r['normalized_score_sem']:.1f} | {100 * r['success_rate']:.0f}% | "
-        f"{r['return_mean']:.1f}"))
+    return format_eval_report(report, "normalised score | success | return | stalled", ("kdp", "expert", "random"),
+                              lambda r: (f"{r['normalized_score_mean']:.1f} ± {r['normalized_score_sem']:.1f} | "
+                                         f"{100 * r['success_rate']:.0f}% | {r['return_mean']:.1f} | "
+                                         f"{len(r.get('stalled_episodes', []))}"))
 
 
 def evaluate_pointmaze(run_dir, env: str, o: dict, log=print) -> tuple[dict, str, str]:
@@ -242,7 +276,8 @@ def evaluate_pointmaze(run_dir, env: str, o: dict, log=print) -> tuple[dict, str
     CLI gives them (None: the protocol's default). Returns (report, printed table, default report name)."""
     given = {k: o[k] for k in ("episodes", "seed", "candidates") if o.get(k) is not None}
     proto = EvalProtocol(env=env, protocol=o["protocol"], lookahead=o["lookahead"], noise_spread=o["noise_spread"],
-                         **given)
+                         goals=o.get("goals", "fixed"), **given)
     report = evaluate_run(run_dir, proto, progress=o["progress"], plot=o["plot"], references=o["references"],
                           threads=o["threads"], sampler=o["sampler"], sample_steps=o["sample_steps"], log=log)
-    return report, format_pointmaze_eval(report), f"eval-{env}-{o['protocol']}.json"
+    suffix = "-random-goals" if proto.goals == "random" else ""
+    return report, format_pointmaze_eval(report), f"eval-{env}-{o['protocol']}{suffix}.json"

@@ -62,7 +62,10 @@ def plot_rollouts(path, maze: Maze, res: dict, snapshots, report: dict, expert: 
         tr = res["trajectories"][e]
         ax.plot(tr[:, 0], tr[:, 1], color=colors[e], lw=2.0, zorder=3, label=f"episode {e}")
         ax.plot(*tr[0], "o", color=colors[e], mec="k", zorder=4)
-    ax.plot(*res["goal"], marker="*", color="gold", ms=18, mec="k", zorder=5)
+    goals = res.get("goals", [res["goal"]] * n_eps)  # per episode (random goals) or D4RL's fixed one
+    for e in range(n_show):
+        ax.plot(*goals[e], marker="*", color=colors[e] if "goals" in res and len({tuple(g) for g in goals[:n_show]}) > 1
+                else "gold", ms=18, mec="k", zorder=5)
     ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
     k = report["kdp"]
     shown = f"episodes 0-{n_show - 1}" if n_show > 1 else "episode 0"
@@ -79,7 +82,9 @@ def plot_rollouts(path, maze: Maze, res: dict, snapshots, report: dict, expert: 
             tr = expert["trajectories"][e]
             ax.plot(tr[:, 0], tr[:, 1], color=colors[e], lw=2.0, label=f"episode {e}")
             ax.plot(*tr[0], "o", color=colors[e], mec="k")
-        ax.plot(*res["goal"], marker="*", color="gold", ms=18, mec="k")
+        for e in range(n_show):
+            ax.plot(*goals[e], marker="*", color=colors[e] if len({tuple(g) for g in goals[:n_show]}) > 1 else "gold",
+                    ms=18, mec="k")
         ex = report.get("expert", {})
         ax.set_title(f"scripted expert: score {ex.get('normalized_score_mean', float('nan')):.1f} over "
                      f"{len(expert['trajectories'])} episodes\nshown: {shown}, the same starts", fontsize=8)
