@@ -76,6 +76,7 @@ class ListIO:
 
 
 def make_loop(planner, io, rate=100.0, **kw):
+    kw.setdefault("valid_for_ms", 1000)  # these tests are about step choice, not the stale-STATE age bound
     return ControlLoop(planner, io, LoopConfig(rate_hz=rate, sync="timer", **kw))
 
 
@@ -205,3 +206,46 @@ def test_warm_up_rejects_an_unusable_observation():
     loop = make_loop(FakePlanner(), ListIO([]))
     with pytest.raises(PlanInputError):
         loop.warm_up(np.full(OBS, np.nan, np.float32), n=2)
+
+
+def test_latency_histogram_percentiles_match_numpy_within_a_bin():
+    from kdp_edge.runtime.loop import LatencyHistogram, percentiles_from_counts
+
+    rng = np.random.default_rng(0)
+    xs = rng.lognormal(0.0, 0.8, 20_000)  # ms
+    h = LatencyHistogram()
+    for x in xs:
+        h.add(float(x))
+    s = h.summary()
+    for q in (50, 95, 99):
+        assert abs(s[f"p{q}_ms"] / np.percentile(xs, q) - 1) < 0.015, q
+    assert s["max_ms"] == xs.max() and s["n"] == len(xs) and abs(s["mean_ms"] - xs.mean()) < 1e-9
+    # a slice's percentiles from two snapshots' sparse counts
+    before = h.sparse()
+    for _ in range(1000):
+        h.add(100.0)
+    after = h.sparse()
+    diff = {k: v - before.get(k, 0) for k, v in after.items()}
+    assert abs(percentiles_from_counts(diff)["p50_ms"] / 100.0 - 1) < 0.01
+    assert h.counts.nbytes < 20_000, "constant memory"
+
+
+def test_stalled_states_stop_the_fallback_once_the_newest_state_is_older_than_valid_for():
+    # the STATE stream stops after one observation; valid-for 30 ms (3 periods at 100 Hz); the plan's horizon is
+    # 8 steps of 50 ms = 400 ms, so without the age bound the fallback would keep sending its steps
+    io = ListIO([np.zeros(OBS)] + [None] * 30)
+    loop = ControlLoop(FakePlanner(step_dt_s=0.05), io, LoopConfig(rate_hz=100.0, sync="timer"))
+    recs = [loop.step() for _ in range(12)]
+    assert recs[0].sent
+    assert not any(r.sent for r in recs[6:]), "nothing is sent on a STATE older than valid-for"
+    assert loop.counts["stale_obs_refused"] >= 1 and "stale_obs" in recs[6].event
+    assert loop.summary()["max_obs_age_ms"] == 30.0
+
+
+def test_out_of_range_observation_is_invalid_and_sends_nothing():
+    io = ListIO([np.zeros(OBS), [1e30, 0, 0, 0], np.zeros(OBS)])
+    loop = ControlLoop(FakePlanner(), io, LoopConfig(rate_hz=100.0, sync="timer", valid_for_ms=1000,
+                                                     obs_abs_max=100.0))
+    r0, r1, r2 = loop.step(), loop.step(), loop.step()
+    assert r0.sent and r1.event == "invalid_obs" and not r1.sent and r2.sent
+    assert loop.counts["invalid_obs"] == 1 and [seq for _, seq in io.sent] == [1, 3]

@@ -212,31 +212,50 @@ def serial_probe(port: str, baud: int, n_states: int, timeout: float, as_json: b
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None, help="per-cycle JSONL log")
-@click.option("--summary", "summary_path", type=click.Path(dir_okay=False), default=None, help="summary JSON")
+@click.option("--log-max-mb", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="rotate --log when it reaches this size (MB): run.jsonl -> run.jsonl.1 ... (default: one file)")
+@click.option("--log-keep", type=click.IntRange(min=0), default=3, show_default=True,
+              help="with --log-max-mb: rotated files kept (run.jsonl.1 .. .K; the oldest is dropped)")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False), default=None,
+              help="summary JSON, rewritten atomically every --summary-every s while running (\"final\": false) "
+                   "and at the end (\"final\": true)")
+@click.option("--summary-every", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="seconds between the periodic --summary writes (what a crash can lose)")
+@click.option("--obs-abs-max", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="a STATE value beyond +-this (after --calibration) is out of range: nothing is planned or "
+                   "sent on it (default: no bound; NaN/inf are always refused)")
 @click.option("--slow-plan-ms", type=click.FloatRange(min=0.0), default=0.0, hidden=True,
               help="testing: add this much time to every plan")
+@click.option("--slow-plan-toggle", is_flag=True, hidden=True,
+              help="testing: --slow-plan-ms starts off and SIGUSR1 toggles it")
 @click.option("--calibration", "calibration_path", type=click.Path(dir_okay=False), default=None,
               help="robot calibration (kdp-edge calibrate io): raw STATE -> model units, actions -> raw "
                    "commands clamped to its limits; refused if made for another controller")
 @click.option("--timing", "timing_path", type=click.Path(dir_okay=False), default=None,
               help="timing calibration (kdp-edge calibrate latency): default --rate and --offset-ms")
 def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, offset_ms, backend, precision,
-            candidates, threads, seed, log_path, summary_path, slow_plan_ms, calibration_path, timing_path) -> None:
+            candidates, threads, seed, log_path, log_max_mb, log_keep, summary_path, summary_every, obs_abs_max,
+            slow_plan_ms, slow_plan_toggle, calibration_path, timing_path) -> None:
     """Plan and stream actions to a motor controller; log timing per cycle (Ctrl-C stops cleanly)."""
-    from kdp_edge.app.run import RunOptions, format_summary, run, write_summary
+    from kdp_edge.app.run import RunOptions, format_summary, run
     from kdp_edge.errors import KDPError
 
+    if log_max_mb is not None and not log_path:
+        raise click.UsageError("--log-max-mb rotates the per-cycle log. fix: add --log run.jsonl, or drop --log-max-mb")
+    if slow_plan_toggle and not slow_plan_ms:
+        raise click.UsageError("--slow-plan-toggle switches --slow-plan-ms on and off. fix: add --slow-plan-ms MS")
     opts = RunOptions(port=port, baud=baud, rate_hz=rate, sync=sync, duration_s=duration, cycles=cycles,
                       episodes=episodes, goal=_floats(goal) if goal else None, offset_ms=offset_ms, backend=backend,
                       precision=precision, candidates=candidates, threads=threads, seed=seed, log=log_path,
-                      slow_plan_ms=slow_plan_ms, calibration=calibration_path, timing=timing_path)
+                      log_max_mb=log_max_mb or 0.0, log_keep=log_keep, summary_path=summary_path,
+                      summary_every_s=summary_every, obs_abs_max=obs_abs_max or 0.0,
+                      slow_plan_ms=slow_plan_ms, slow_plan_toggle=slow_plan_toggle, calibration=calibration_path,
+                      timing=timing_path)
     try:
         summary = run(bundle, opts, log=lambda m: click.echo(m, err=True))
     except (KDPError, LinkError) as e:
         click.secho(f"error: {e}", fg="red", err=True)
         raise SystemExit(2) from e
-    if summary_path:
-        write_summary(summary_path, summary)
     click.echo(format_summary(summary))
     if log_path:
         click.echo(f"per-cycle log: {log_path}")

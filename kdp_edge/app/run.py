@@ -13,6 +13,12 @@ Every cycle is one JSON line in ``--log`` (see :class:`kdp_edge.runtime.loop.Cyc
 summary (latency percentiles, deadline misses, link errors, success in sim) is printed at the end
 and written to ``--summary``. Ctrl-C (SIGINT) or SIGTERM sends STOP and closes the port cleanly.
 
+Bounded for long runs: ``--log-max-mb N --log-keep K`` rotates the log by size (``run.jsonl`` ->
+``run.jsonl.1`` ... ``.K``, the oldest dropped: at most K+1 files of about N MB each), and the
+``--summary`` file is rewritten atomically every ``--summary-every`` seconds while the loop runs
+(``"final": false``), so a crash or ``kill -9`` leaves a valid summary of everything up to the last
+write; the last write at a clean stop (end, Ctrl-C, SIGTERM, a link error) has ``"final": true``.
+
 ``--calibration robot.json`` (``kdp-edge calibrate io``) maps raw STATE to model units and model actions to
 raw commands (clamped, counted); ``--timing timing.json`` (``kdp-edge calibrate latency``) sets the default
 rate and execution offset. See docs/calibration.md and :mod:`calibration.robot_io`.
@@ -31,6 +37,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from firmware_bridge.errors import LinkError
 from firmware_bridge.link import DEFAULT_BAUD, SerialLink
 from kdp_edge.errors import KDPError
 from kdp_edge.runtime.loop import ControlLoop, CycleRecord, LoopConfig, Observation
@@ -152,37 +159,76 @@ class RunOptions:
     hello_timeout: float = 3.0
     warmup_plans: int = 20  # whole plans on the first STATE before the first counted cycle
     slow_plan_ms: float = 0.0  # testing: add this much time to every plan (deadline-miss drills)
+    slow_plan_toggle: bool = False  # testing: the slow-down starts off and SIGUSR1 toggles it (soak drills)
+    log_max_mb: float = 0.0  # rotate the log when it would pass this size; 0: one unbounded file
+    log_keep: int = 3  # rotated files kept (run.jsonl.1 .. .K)
+    summary_path: str | None = None  # written atomically every summary_every_s and at the end
+    summary_every_s: float = 5.0
+    obs_abs_max: float = 0.0  # an observation value beyond +-this is invalid (nothing planned or sent); 0: off
     calibration: str | None = None  # robot calibration file (kdp-edge calibrate io): units and limits
     timing: str | None = None  # timing calibration file (kdp-edge calibrate latency): default rate and offset
     extra: dict = field(default_factory=dict)
 
 
 class _SlowPlanner:
-    """Wraps a planner and sleeps ``ms`` in every plan (to exercise the fallback path)."""
+    """Wraps a planner and sleeps ``ms`` in every plan while ``enabled`` (to exercise the fallback path)."""
 
-    def __init__(self, inner, ms: float):
-        self.inner, self.ms = inner, ms
+    def __init__(self, inner, ms: float, enabled: bool = True):
+        self.inner, self.ms, self.enabled = inner, ms, enabled
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def plan(self, obs, goal=None, noise=None):
         p = self.inner.plan(obs, goal, noise)
-        time.sleep(self.ms / 1e3)
+        if self.enabled:
+            time.sleep(self.ms / 1e3)
         return p
 
 
 class JsonlLog:
-    """Per-cycle JSON lines, flushed every ``flush_every`` lines (and at close)."""
+    """Per-cycle JSON lines, flushed every ``flush_every`` lines (and at close).
 
-    def __init__(self, path: str | None, flush_every: int = 50):
+    ``max_bytes`` > 0: before a line would take the file past ``max_bytes``, it is rotated
+    (``path`` -> ``path.1`` -> ... -> ``path.<keep>``, the oldest dropped), so the log never holds more than
+    ``keep + 1`` files of at most ``max_bytes`` each (a single line larger than that gets a file to itself).
+    Rotated files are complete: a line is never split across two files."""
+
+    def __init__(self, path: str | None, flush_every: int = 50, max_bytes: int = 0, keep: int = 3):
+        self.path = Path(path) if path else None
+        self.max_bytes, self.keep = int(max_bytes), max(0, int(keep))
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fh = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
         self.n, self.flush_every = 0, flush_every
+        self.size = 0
+        self.rotations = 0
+
+    def _rotate(self) -> None:
+        import os
+
+        self.fh.close()
+        p = str(self.path)
+        if self.keep == 0:
+            os.unlink(p)
+        else:
+            for i in range(self.keep - 1, 0, -1):
+                if os.path.exists(f"{p}.{i}"):
+                    os.replace(f"{p}.{i}", f"{p}.{i + 1}")  # the oldest (.keep) is overwritten: dropped
+            os.replace(p, f"{p}.1")
+        self.fh = open(p, "w", encoding="utf-8")  # noqa: SIM115
+        self.size = 0
+        self.rotations += 1
 
     def write(self, rec: dict) -> None:
         if self.fh is None:
             return
-        self.fh.write(json.dumps(rec) + "\n")
+        line = json.dumps(rec) + "\n"
+        nbytes = len(line.encode("utf-8"))
+        if self.max_bytes > 0 and self.size > 0 and self.size + nbytes > self.max_bytes:
+            self._rotate()
+        self.fh.write(line)
+        self.size += nbytes
         self.n += 1
         if self.n % self.flush_every == 0:
             self.fh.flush()
@@ -190,6 +236,33 @@ class JsonlLog:
     def close(self) -> None:
         if self.fh is not None:
             self.fh.close()
+            self.fh = None
+
+
+class PeriodicSummary:
+    """Writes the run's summary atomically to ``path`` every ``every_s`` seconds (and at :meth:`final`):
+    a crash leaves the last complete one, never a half-written file."""
+
+    def __init__(self, path: str | None, every_s: float, build):
+        self.path, self.every_s, self.build = path, max(0.05, float(every_s)), build
+        self.next_at = time.monotonic() + self.every_s
+        self.writes = 0
+
+    def maybe(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self.path and now >= self.next_at:
+            self.write(final=False)
+            self.next_at = now + self.every_s
+
+    def write(self, final: bool, **extra) -> dict:
+        s = self.build()
+        s.update(extra)
+        s["final"] = final
+        s["summary_writes"] = self.writes + 1
+        if self.path:
+            write_summary(self.path, s)
+            self.writes += 1
+        return s
 
 
 def run(bundle: str, opts: RunOptions, log=print) -> dict:
@@ -201,12 +274,14 @@ def run(bundle: str, opts: RunOptions, log=print) -> dict:
     def _on_signal(signum, _frame):
         stop["signal"] = signal.Signals(signum).name
 
+    old_usr1 = signal.getsignal(signal.SIGUSR1)  # _run sets it for --slow-plan-toggle
     old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _run(bundle, opts, log, stop, Planner)
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
+        signal.signal(signal.SIGUSR1, old_usr1)
 
 
 def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
@@ -220,8 +295,14 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
 
         planner = history = HistoryPlanner(planner, m.obs_history)
         log(f"observation history: the last {m.obs_history} STATEs ({state_dim} values each) are planned on")
+    slow = None
     if opts.slow_plan_ms > 0:
-        planner = _SlowPlanner(planner, opts.slow_plan_ms)
+        planner = slow = _SlowPlanner(planner, opts.slow_plan_ms, enabled=not opts.slow_plan_toggle)
+        if opts.slow_plan_toggle:  # soak drills: another process switches the slow planner on and off
+            def _toggle(_signum, _frame):
+                slow.enabled = not slow.enabled
+
+            signal.signal(signal.SIGUSR1, _toggle)
     cal = timing = None
     if opts.calibration:
         from calibration.robot_io import RobotCalibration
@@ -272,8 +353,9 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
         if m.goal_dim and (goal is None or len(goal) != m.goal_dim or not np.isfinite(goal).all()):
             raise RunError(f"the bundle is goal-conditioned ({m.goal_dim} goal values): pass --goal "
                            + ",".join(["X"] * m.goal_dim))
-        cfg = LoopConfig(rate_hz=rate, sync=opts.sync, offset_s=offset_ms / 1e3, deadline_frac=opts.deadline_frac)
-        jl = JsonlLog(opts.log)
+        cfg = LoopConfig(rate_hz=rate, sync=opts.sync, offset_s=offset_ms / 1e3, deadline_frac=opts.deadline_frac,
+                         obs_abs_max=opts.obs_abs_max)
+        jl = JsonlLog(opts.log, max_bytes=int(opts.log_max_mb * 1e6), keep=opts.log_keep)
         stack.callback(jl.close)
         episode = {"i": 0, "t0": time.monotonic()}
         episodes: list[dict] = []
@@ -326,39 +408,59 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
             sim.plant.next_start = sim.starts[0]
             sim.robot.reset_plant()
         log(f"planning with {planner.describe()} at {rate:g} Hz ({opts.sync} sync); Ctrl-C stops")
+        t_start = time.monotonic()
+
+        def build_summary() -> dict:
+            summary = loop.summary(histograms=True)
+            summary["link"] = {k: v for k, v in link.stats.items() if k != "connected"}
+            summary["stopped_by"] = stop["signal"] or "end"
+            summary["bundle"] = {"path": str(bundle), "model": planner.describe(), "backend": opts.backend}
+            summary["port"] = opts.port
+            summary["elapsed_s"] = time.monotonic() - t_start
+            if opts.log:
+                summary["log"] = {"path": str(opts.log), "lines": jl.n, "rotations": jl.rotations,
+                                  "max_mb": opts.log_max_mb, "keep": opts.log_keep}
+            if slow is not None:
+                summary["slow_plan"] = {"ms": opts.slow_plan_ms, "enabled_now": slow.enabled}
+            if cal is not None:
+                summary["calibration"] = io.summary(str(opts.calibration))
+            if timing is not None:
+                summary["timing"] = {"file": str(opts.timing), "rate_hz": rate, "offset_ms": offset_ms}
+            if sim is not None:
+                summary["sim"] = sim_summary(sim, episodes)
+            return summary
+
+        periodic = PeriodicSummary(opts.summary_path, opts.summary_every_s, build_summary)
         t_end = None if opts.duration_s is None else time.monotonic() + opts.duration_s
-        while stop["signal"] is None:
-            if opts.cycles is not None and loop.cycle >= opts.cycles:
-                break
-            if t_end is not None and time.monotonic() >= t_end:
-                break
-            loop.step()
-            if sim is not None and sim.plant.steps >= sim.horizon:
-                episodes.append(episode_result(sim, episode["i"]))
-                log(f"episode {episode['i']}: score {episodes[-1]['normalized_score']:.1f}, "
-                    f"success {episodes[-1]['success']}")
-                episode["i"] += 1
-                if episode["i"] >= opts.episodes and opts.duration_s is None and opts.cycles is None:
+        try:
+            while stop["signal"] is None:
+                if opts.cycles is not None and loop.cycle >= opts.cycles:
                     break
-                link.send_stop()  # the last episode's action must not drive the new start
-                sim.plant.next_start = sim.starts[episode["i"] % len(sim.starts)]
-                sim.robot.reset_plant()
-                loop.newest = None  # plans of the previous episode are not a fallback for this one
-                if history is not None:
-                    history.reset()  # nor its observations a history
+                if t_end is not None and time.monotonic() >= t_end:
+                    break
+                loop.step()
+                periodic.maybe()
+                if sim is not None and sim.plant.steps >= sim.horizon:
+                    episodes.append(episode_result(sim, episode["i"]))
+                    log(f"episode {episode['i']}: score {episodes[-1]['normalized_score']:.1f}, "
+                        f"success {episodes[-1]['success']}")
+                    episode["i"] += 1
+                    if episode["i"] >= opts.episodes and opts.duration_s is None and opts.cycles is None:
+                        break
+                    link.send_stop()  # the last episode's action must not drive the new start
+                    sim.plant.next_start = sim.starts[episode["i"] % len(sim.starts)]
+                    sim.robot.reset_plant()
+                    loop.newest = None  # plans of the previous episode are not a fallback for this one
+                    if history is not None:
+                        history.reset()  # nor its observations a history
+        except (KDPError, LinkError) as e:  # the link gave up (e.g. disconnected too long): say so in the summary
+            link.send_stop()
+            jl.close()
+            periodic.write(final=True, stopped_by="error", error=str(e))
+            raise
         link.send_stop()
-        summary = loop.summary()
-        summary["link"] = {k: v for k, v in link.stats.items() if k != "connected"}
-        summary["stopped_by"] = stop["signal"] or "end"
-        summary["bundle"] = {"path": str(bundle), "model": planner.describe(), "backend": opts.backend}
-        summary["port"] = opts.port
-        if cal is not None:
-            summary["calibration"] = io.summary(str(opts.calibration))
-        if timing is not None:
-            summary["timing"] = {"file": str(opts.timing), "rate_hz": rate, "offset_ms": offset_ms}
-        if sim is not None:
-            summary["sim"] = sim_summary(sim, episodes)
-        return summary
+        jl.close()  # flushed before the final summary names its line count
+        return periodic.write(final=True)
 
 
 def episode_result(sim: SimTarget, i: int) -> dict:
@@ -397,7 +499,8 @@ def format_summary(s: dict) -> str:
         f"cycles {c['cycles']}, plans {c['plans']}, actions sent {c['actions_sent']} "
         f"(fallback {c['fallback_actions']}), deadline misses {c['deadline_misses']} (after warm-up), "
         f"no state {c['no_obs']}, "
-        f"invalid state {c['invalid_obs']}, horizon exhausted {c['horizon_exhausted']}",
+        f"invalid state {c['invalid_obs']}, horizon exhausted {c['horizon_exhausted']}, "
+        f"stale STATE refused {c.get('stale_obs_refused', 0)}",
         f"link: CRC errors {link.get('rx_crc_errors', 0)}, malformed {link.get('rx_malformed', 0)}, "
         f"resyncs {link.get('rx_resyncs', 0)}, stale states dropped {link.get('states_dropped_stale', 0)}, "
         f"controller resets {link.get('controller_resets', 0)}, reconnects {link.get('reconnects', 0)}, "

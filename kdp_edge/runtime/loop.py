@@ -21,10 +21,20 @@ Each cycle:
    controller's watchdog zeroes its outputs after ``valid_for_ms``.
 5. **Log** one :class:`CycleRecord` (host monotonic times in seconds, latencies in ms).
 
-Bad observations (counted as ``invalid_obs``): no new plan. With NaN/inf values nothing is sent
-(an action cannot be tagged with an invalid state; the controller keeps its last action until that
-action's valid-for time lapses, then its watchdog zeroes the outputs). A finite observation of the
-wrong size gets the fallback rule above. No new observation in a cycle (``no_obs``): fallback rule.
+Bad observations (counted as ``invalid_obs``): no new plan. With NaN/inf values, or a value beyond
+``obs_abs_max`` (an out-of-range sensor reading), nothing is sent (an action cannot be tagged with an
+invalid state; the controller keeps its last action until that action's valid-for time lapses, then its
+watchdog zeroes the outputs). A finite observation of the wrong size gets the fallback rule above. No
+new observation in a cycle (``no_obs``): fallback rule.
+
+Stale-STATE protection: an action is never sent tagged with an observation older (host receive time to
+now) than ``max_obs_age_s`` (default: the ACTION's valid-for time). When the STATE stream stalls, the
+fallback steps stop once the newest STATE is that old, so the controller's watchdog zeroes the outputs
+one valid-for time later instead of running the old plan open-loop to its horizon
+(``stale_obs_refused``).
+
+Memory is bounded: latencies go into fixed-size log-binned histograms (:class:`LatencyHistogram`,
+about 1 % resolution, exact max), not per-cycle lists, so a loop can run for days.
 
 The loop talks to the robot through a :class:`LoopIO` (the serial bridge provides one; tests use
 in-memory ones), so it imports nothing but numpy.
@@ -32,6 +42,7 @@ in-memory ones), so it imports nothing but numpy.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,8 +50,81 @@ from typing import Protocol
 
 import numpy as np
 
-from ..metrics import percentiles_ms
 from .planner import Plan, PlanInputError
+
+
+class LatencyHistogram:
+    """Fixed-size histogram of latencies in ms: log bins from 1 us to 100 s, ``BINS_PER_DECADE`` per decade
+    (a percentile is the geometric middle of its bin: within 0.6 %), exact count / mean / max. Constant
+    memory whatever the run length; :meth:`sparse` / :func:`percentiles_from_counts` let a reader take the
+    percentiles of a time slice from two snapshots (counts after minus counts before)."""
+
+    BINS_PER_DECADE = 200
+    LO_DECADE = -3  # 1e-3 ms = 1 us
+    DECADES = 8  # up to 1e5 ms
+    NBINS = BINS_PER_DECADE * DECADES + 2  # + underflow and overflow bins
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(self.NBINS, np.int64)
+        self.n = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    @classmethod
+    def bin_of(cls, ms: float) -> int:
+        if not ms > 0:
+            return 0
+        i = int(math.floor((math.log10(ms) - cls.LO_DECADE) * cls.BINS_PER_DECADE)) + 1
+        return min(max(i, 0), cls.NBINS - 1)
+
+    @classmethod
+    def bin_mid_ms(cls, i: int) -> float:
+        if i <= 0:
+            return 0.0
+        return 10 ** (cls.LO_DECADE + (min(i, cls.NBINS - 2) - 0.5) / cls.BINS_PER_DECADE)
+
+    def add(self, ms: float) -> None:
+        self.counts[self.bin_of(ms)] += 1
+        self.n += 1
+        self.total += ms
+        if ms > self.max:
+            self.max = ms
+
+    def __len__(self) -> int:
+        return self.n
+
+    def sparse(self) -> dict[str, int]:
+        """Non-empty bins as {bin index: count} (JSON-friendly keys)."""
+        return {str(int(i)): int(self.counts[i]) for i in np.flatnonzero(self.counts)}
+
+    def summary(self, qs=(50, 95, 99)) -> dict:
+        if not self.n:
+            return {}
+        out = percentiles_from_counts(self.counts, qs)
+        out["max_ms"] = float(self.max)
+        out["mean_ms"] = float(self.total / self.n)
+        out["n"] = int(self.n)
+        return out
+
+
+def percentiles_from_counts(counts, qs=(50, 95, 99)) -> dict[str, float]:
+    """p-th percentiles (ms) of a :class:`LatencyHistogram`'s counts (an array, or a sparse dict)."""
+    if isinstance(counts, dict):
+        arr = np.zeros(LatencyHistogram.NBINS, np.int64)
+        for k, v in counts.items():
+            arr[int(k)] += int(v)
+        counts = arr
+    counts = np.asarray(counts, np.int64)
+    n = int(counts.sum())
+    if n <= 0:
+        return {}
+    cum = np.cumsum(counts)
+    out = {}
+    for q in qs:
+        i = int(np.searchsorted(cum, max(1, math.ceil(q / 100 * n))))
+        out[f"p{q}_ms"] = float(LatencyHistogram.bin_mid_ms(i))
+    out["n"] = n
+    return out
 
 
 @dataclass
@@ -69,6 +153,8 @@ class LoopConfig:
     deadline_frac: float = 1.0  # plan must finish within this fraction of the period
     valid_for_ms: int = 0  # ACTION valid-for; 0: three periods (the controller's watchdog)
     spin_s: float = 0.001  # final part of the wait spent spinning instead of sleeping
+    max_obs_age_s: float = 0.0  # never send an action tagged with an older observation; 0: the valid-for time
+    obs_abs_max: float = 0.0  # an observation value beyond +-this is invalid (out of range); 0: no bound
 
     @property
     def period_s(self) -> float:
@@ -76,6 +162,9 @@ class LoopConfig:
 
     def valid_ms(self) -> int:
         return self.valid_for_ms or max(1, int(round(3000 * self.period_s)))
+
+    def max_age_s(self) -> float:
+        return self.max_obs_age_s or self.valid_ms() / 1e3
 
 
 @dataclass
@@ -96,7 +185,7 @@ class CycleRecord:
     step_index: int | None  # which step of the executing plan
     action: list[float] | None
     sent: bool
-    event: str = ""  # "" or no_obs | invalid_obs | send_failed, "+horizon_exhausted" when no plan step was left
+    event: str = ""  # "" or no_obs | invalid_obs | send_failed | stale_obs, "+horizon_exhausted" when no plan step was left
     link: dict = field(default_factory=dict)  # link error counters (cumulative)
 
     def to_dict(self) -> dict:
@@ -132,12 +221,19 @@ class ControlLoop:
         self.last_obs: Observation | None = None
         self.counts = {"cycles": 0, "plans": 0, "deadline_misses": 0, "fallback_actions": 0, "no_obs": 0,
                        "invalid_obs": 0, "horizon_exhausted": 0, "send_failed": 0, "actions_sent": 0,
-                       "ticks_skipped": 0}
-        self.plan_ms: list[float] = []
-        self.jitter_ms: list[float] = []
-        self.cycle_ms: list[float] = []  # tick to action sent
+                       "ticks_skipped": 0, "stale_obs_refused": 0}
+        self.plan_ms = LatencyHistogram()
+        self.jitter_ms = LatencyHistogram()
+        self.cycle_ms = LatencyHistogram()  # tick to action sent
         self._next_tick: float | None = None
         self.warmup: dict = {}  # set by warm_up()
+
+    def obs_valid(self, values: np.ndarray) -> bool:
+        """Finite, and within ``obs_abs_max`` when set."""
+        v = np.asarray(values)
+        if not np.isfinite(v).all():
+            return False
+        return not (self.cfg.obs_abs_max > 0 and v.size and float(np.abs(v).max()) > self.cfg.obs_abs_max)
 
     # -- action choice -----------------------------------------------------------------------------
     def step_index(self, t_obs: float, now: float) -> int:
@@ -218,6 +314,8 @@ class ControlLoop:
             self.last_obs = obs
             t_ps = time.monotonic()
             try:
+                if not self.obs_valid(obs.values) and np.isfinite(obs.values).all():
+                    raise PlanInputError(f"observation beyond +-{self.cfg.obs_abs_max:g} (obs_abs_max)")
                 plan = self.planner.plan(obs.values, self.goal)
             except PlanInputError:
                 event = "invalid_obs"
@@ -225,7 +323,7 @@ class ControlLoop:
             t_pe = time.monotonic()
             if plan is not None:
                 plan_ms = 1e3 * (t_pe - t_ps)
-                self.plan_ms.append(plan_ms)
+                self.plan_ms.add(plan_ms)
                 self.counts["plans"] += 1
         now = time.monotonic()
         miss = plan is not None and now > deadline
@@ -243,8 +341,11 @@ class ControlLoop:
                 self.counts["horizon_exhausted"] += 1
         sent = False
         t_tx = None
-        tag = self.last_obs  # actions answer the newest STATE; a non-finite one sends nothing
-        if action is not None and tag is not None and np.isfinite(tag.values).all():
+        tag = self.last_obs  # actions answer the newest STATE; an invalid one sends nothing
+        if action is not None and tag is not None and time.monotonic() - tag.t_rx > cfg.max_age_s():
+            event = f"{event}+stale_obs" if event else "stale_obs"  # the watchdog takes over
+            self.counts["stale_obs_refused"] += 1
+        elif action is not None and tag is not None and self.obs_valid(tag.values):
             sent = self.io.send_action(action, tag, cfg.valid_ms())
             t_tx = time.monotonic()
             if sent:
@@ -254,9 +355,9 @@ class ControlLoop:
                 event = event or "send_failed"
                 self.counts["send_failed"] += 1
         self.counts["cycles"] += 1
-        self.jitter_ms.append(jitter)
+        self.jitter_ms.add(jitter)
         if t_tx is not None:
-            self.cycle_ms.append(1e3 * (t_tx - tick))
+            self.cycle_ms.add(1e3 * (t_tx - tick))
         rec = CycleRecord(
             cycle=self.cycle, t_tick=tick, t_state_rx=None if obs is None else obs.t_rx, t_plan_start=t_ps,
             t_plan_end=t_pe, t_action_tx=t_tx, seq=None if obs is None else obs.seq, plan_ms=plan_ms,
@@ -281,10 +382,17 @@ class ControlLoop:
             n += 1
         return self.summary()
 
-    def summary(self) -> dict:
+    def summary(self, histograms: bool = False) -> dict:
         """Counts plus p50/p95/p99/max of plan latency, jitter and tick-to-send time (ms); ``warmup``: the
-        :meth:`warm_up` plans (not counted: ``counts['deadline_misses']`` are the misses after warm-up)."""
-        ms = lambda xs: percentiles_ms(np.asarray(xs) / 1e3) if xs else {}  # noqa: E731
-        return {"counts": dict(self.counts), "plan_ms": ms(self.plan_ms), "jitter_ms": ms(self.jitter_ms),
-                "tick_to_tx_ms": ms(self.cycle_ms), "rate_hz": self.cfg.rate_hz, "sync": self.cfg.sync,
-                "offset_s": self.cfg.offset_s, "step_dt_s": self.step_dt, "warmup": dict(self.warmup)}
+        :meth:`warm_up` plans (not counted: ``counts['deadline_misses']`` are the misses after warm-up).
+        Percentiles come from :class:`LatencyHistogram` (within 0.6 %; max exact). ``histograms`` (with
+        ``histograms=True``): the plan-latency and jitter bins, so a reader can take a time slice's
+        percentiles from two summaries (:func:`percentiles_from_counts` of the difference)."""
+        out = {"counts": dict(self.counts), "plan_ms": self.plan_ms.summary(), "jitter_ms": self.jitter_ms.summary(),
+               "tick_to_tx_ms": self.cycle_ms.summary(), "rate_hz": self.cfg.rate_hz, "sync": self.cfg.sync,
+               "offset_s": self.cfg.offset_s, "step_dt_s": self.step_dt, "warmup": dict(self.warmup),
+               "max_obs_age_ms": 1e3 * self.cfg.max_age_s()}
+        if histograms:
+            out["histograms"] = {"bins_per_decade": LatencyHistogram.BINS_PER_DECADE,
+                                 "plan_ms": self.plan_ms.sparse(), "jitter_ms": self.jitter_ms.sparse()}
+        return out
