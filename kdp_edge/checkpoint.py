@@ -57,6 +57,10 @@ def save_run_files(run_dir: Path, cfg, normalizer: Normalizer, info: RunInfo) ->
     atomic_write_json(run_dir / "config.json", cfg.to_dict())
     atomic_write_json(run_dir / "normalizer.json", normalizer.to_dict())
     atomic_write_json(run_dir / "run.json", info.to_dict())
+    if not (run_dir / "provenance.json").exists():  # how the run was started: command, commit, machine, date
+        from .provenance import provenance
+
+        atomic_write_json(run_dir / "provenance.json", provenance())
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:

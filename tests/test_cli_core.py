@@ -56,6 +56,8 @@ def test_train_eval_and_resume(tmp_path, tiny_data, tiny_config, cli_env):
     assert info["step"] == 20 and info["obs_dim"] == 4 and info["act_dim"] == 2 and info["goal_dim"] == 2
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["data"]["horizon"] == 8 and cfg["drift"]["key"]["kind"] == "condition+descriptor"
+    prov = json.loads((run_dir / "provenance.json").read_text())  # how the run was started
+    assert prov["command"].startswith("kdp-edge train --data") and len(prov["commit"]) == 40
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [10, 20]
     assert {"diversity", "staticness", "lambda_0.05", "start_jump_ratio"} <= set(lines[0])
