@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from kdp_edge.provenance import provenance, provenance_line  # noqa: E402
 
 # Key weights 3 / 10 / 30 scale the condition inside the condition+descriptor key (KeySpec.cond_weight).
-STUDIES: dict[str, list[tuple[str, dict]]] = {
+STUDIES: dict[str, list[tuple]] = {  # name -> [(variant, config override[, {"reuse": variant, "eval_args": [...]}])]
     # Where the key matters: positives pooled over the batch's conditions (only the key can tell which of
     # them belong to a condition) against the kNN default, naive full-window key vs keyed.
     "key-role": [
@@ -45,6 +45,15 @@ STUDIES: dict[str, list[tuple[str, dict]]] = {
     "baseline": [
         ("KDP default (knn P 32, keyed w 3)", {}),
         ("diffusion DDIM T = 20", {"method": "diffusion"}),
+    ],
+    # Candidate diversity at planning time (no retraining): the default KDP run planned with its candidates'
+    # noise scaled 1 .. 1 + spread; the diffusion run alongside. Pick the spread on --eval-seed 1000.
+    "noise-spread": [
+        ("KDP, spread 0", {}, {"reuse": "KDP default (knn P 32, keyed w 3)"}),
+        ("KDP, spread 0.5", {}, {"reuse": "KDP default (knn P 32, keyed w 3)", "eval_args": ["--noise-spread", "0.5"]}),
+        ("KDP, spread 1", {}, {"reuse": "KDP default (knn P 32, keyed w 3)", "eval_args": ["--noise-spread", "1"]}),
+        ("KDP, spread 2", {}, {"reuse": "KDP default (knn P 32, keyed w 3)", "eval_args": ["--noise-spread", "2"]}),
+        ("diffusion DDIM T = 20", {"method": "diffusion"}, {"reuse": "diffusion DDIM T = 20"}),
     ],
     # The positive set at a fixed budget of generated windows per batch (G x N = 512).
     "positives": [
@@ -66,8 +75,13 @@ def kdp(*args: str) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def train_and_eval(name: str, override: dict, seed: int, data: Path, runs: Path, args) -> dict:
-    run = runs / f"{slug(name)}-s{seed}"
+def train_and_eval(name: str, override: dict, seed: int, data: Path, runs: Path, args, extra: dict | None = None) -> dict:
+    """Train (or resume, or reuse) the variant's run and evaluate it at every K. ``extra``: ``reuse`` (the
+    name of another variant whose run this one evaluates, e.g. with other planning options) and
+    ``eval_args`` (extra ``kdp-edge eval`` flags: planning-time options such as ``--noise-spread``)."""
+    extra = extra or {}
+    eval_args = list(extra.get("eval_args", []))
+    run = runs / f"{slug(extra.get('reuse', name))}-s{seed}"
     run.mkdir(parents=True, exist_ok=True)
     cfg_path = run.parent / f"{run.name}.config.json"
     cfg_path.write_text(json.dumps(override | {"seed": seed}, indent=2))
@@ -80,30 +94,48 @@ def train_and_eval(name: str, override: dict, seed: int, data: Path, runs: Path,
     train_s = time.perf_counter() - t0
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     last = [m for m in metrics if "staticness" in m][-1]
-    row = {"variant": name, "override": override, "seed": seed, "run": str(run.relative_to(ROOT)),
+    row = {"variant": name, "override": override, "eval_args": eval_args, "seed": seed, "eval_seed": args.eval_seed,
+           "goals": args.goals, "run": str(run.relative_to(ROOT)),
            "train_steps": last.get("step"), "train_seconds_this_invocation": round(train_s, 1),
            "steps_per_s": last.get("steps_per_s"),
            **{k: last.get(k) for k in ("diversity", "staticness", "start_jump_ratio", "action_rms")}}
     for k in args.candidates:
-        rep_path = run / f"eval-k{k}.json"
+        tag = "".join(f"-{slug(a)}" for a in eval_args)
+        tag += f"-seed{args.eval_seed}" if args.eval_seed else ""
+        tag += "-random-goals" if args.goals == "random" else ""
+        tag += f"-e{args.episodes}" if args.episodes != 50 else ""
+        rep_path = run / f"eval-k{k}{tag}{'-refs' if args.references else ''}.json"
         if not rep_path.exists():
             kdp("eval", str(run), "--env", f"pointmaze-{args.maze}", "--episodes", str(args.episodes), "-k", str(k),
-                "--protocol", "own-actions", "--no-references", "--out", str(rep_path), "--threads", str(args.threads),
-                "--quiet")
+                "--protocol", "own-actions", "--seed", str(args.eval_seed), "--goals", args.goals,
+                *([] if args.references else ["--no-references"]), *eval_args,
+                "--out", str(rep_path), "--threads", str(args.threads), "--quiet")
         rep = json.loads(rep_path.read_text())
         row[f"k{k}"] = rep["kdp"]
+        if "expert" in rep:
+            row["expert"] = rep["expert"]
         row["protocol_text"] = rep["protocol_text"]
     return row
 
 
 def table(rows: list[dict], candidates: list[int]) -> list[str]:
-    head = "| variant | seed | " + " | ".join(f"K = {k} score | K = {k} success" for k in candidates)
+    """One row per (variant, seed): score, success and stalled episodes per K, the scripted expert on the
+    same episodes when measured, and the trainer's sample metrics."""
+    experts = any("expert" in r for r in rows)
+    head = "| variant | seed | " + " | ".join(f"K = {k} score | K = {k} success (stalled)" for k in candidates)
+    head += " | expert score | expert success (stalled)" if experts else ""
     head += " | static-ness | diversity | start jump | action RMS | steps/s |"
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
+
+    def cell(s: dict) -> str:
+        stalled = f" ({len(s['stalled_episodes'])})" if "stalled_episodes" in s else ""
+        return f"{s['normalized_score_mean']:.1f} ± {s['normalized_score_sem']:.1f} | {100 * s['success_rate']:.0f}%{stalled}"
+
+    fmt = lambda v, f: "—" if v is None else format(v, f)  # noqa: E731
     for r in rows:
-        cells = [f"{r[f'k{k}']['normalized_score_mean']:.1f} ± {r[f'k{k}']['normalized_score_sem']:.1f} | "
-                 f"{100 * r[f'k{k}']['success_rate']:.0f}%" for k in candidates]
-        fmt = lambda v, f: "—" if v is None else format(v, f)  # noqa: E731
+        cells = [cell(r[f"k{k}"]) for k in candidates]
+        if experts:
+            cells.append(cell(r["expert"]) if "expert" in r else "— | —")
         lines.append(f"| {r['variant']} | {r['seed']} | " + " | ".join(cells) + f" | {fmt(r['staticness'], '.2f')} | "
                      f"{fmt(r['diversity'], '.3f')} | {fmt(r['start_jump_ratio'], '.2f')} | "
                      f"{fmt(r['action_rms'], '.2f')} | {fmt(r['steps_per_s'], '.1f')} |")
@@ -122,10 +154,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--candidates", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--eval-seed", type=int, default=0, help="first episode seed (0: the reported protocol; pick "
+                    "planning options on other seeds, e.g. 1000)")
+    ap.add_argument("--goals", choices=["fixed", "random"], default="fixed")
+    ap.add_argument("--references", action="store_true", help="also roll out the scripted expert and random policy")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="bench/results/study")
     args = ap.parse_args()
-    variants = [v for v in STUDIES[args.study] if args.variants is None or v[0] in args.variants]
+    variants = [(v[0], v[1], v[2] if len(v) > 2 else {}) for v in STUDIES[args.study]
+                if args.variants is None or v[0] in args.variants]
     if args.variants and len(variants) != len(args.variants):
         known = [v[0] for v in STUDIES[args.study]]
         print(f"error: unknown variant(s) in {args.variants}; study '{args.study}' has {known}", file=sys.stderr)
@@ -137,14 +174,17 @@ def main() -> None:
     if not data.exists():
         kdp("data", "pointmaze", "--maze", args.maze, "--steps", str(args.data_steps), "--noise", str(args.noise),
             "--dwell", str(args.dwell), "--out", str(data))
-    rows = [train_and_eval(name, override, seed, data, runs, args) for name, override in variants for seed in args.seeds]
+    rows = [train_and_eval(name, override, seed, data, runs, args, extra)
+            for name, override, extra in variants for seed in args.seeds]
     prov = provenance()
     for r in rows:
         r["provenance"] = prov
-    stem = out / f"{args.study}-{args.maze}"
+    stem = out / (f"{args.study}-{args.maze}" + ("-random-goals" if args.goals == "random" else "")
+                  + (f"-seed{args.eval_seed}" if args.eval_seed else ""))
+    ident = lambda r: (r["variant"], r["seed"], r.get("eval_seed", 0))  # noqa: E731
     if stem.with_suffix(".json").exists():  # rows of other invocations (other variants or seeds) stay
-        fresh = {(r["variant"], r["seed"]) for r in rows}
-        old = [r for r in json.loads(stem.with_suffix(".json").read_text())["rows"] if (r["variant"], r["seed"]) not in fresh]
+        fresh = {ident(r) for r in rows}
+        old = [r for r in json.loads(stem.with_suffix(".json").read_text())["rows"] if ident(r) not in fresh]
         order = {name: i for i, (name, _) in enumerate(STUDIES[args.study])}
         rows = sorted(old + rows, key=lambda r: (order.get(r["variant"], 99), r["seed"]))
     report = {"provenance": prov, "study": args.study, "maze": args.maze, "train_steps": args.steps,
