@@ -34,7 +34,7 @@ STUDIES: dict[str, list[tuple]] = {  # name -> [(variant, config override[, {"re
     # them belong to a condition) against the kNN default, naive full-window key vs keyed.
     "key-role": [
         ("knn, full key", {"optim": {"positive_source": "knn"}, "drift": {"key": {"kind": "full"}}}),
-        ("knn, keyed (w 3, default)", {"optim": {"positive_source": "knn"}}),
+        ("knn, keyed (w 3, default)", {}, {"reuse": "KDP default (knn P 32, keyed w 3)"}),  # the baseline study's run
         ("pooled, full key", {"optim": {"positive_source": "pooled"}, "drift": {"key": {"kind": "full"}}}),
         ("pooled, keyed w 3", {"optim": {"positive_source": "pooled"}}),
         ("pooled, keyed w 10", {"optim": {"positive_source": "pooled"}, "drift": {"key": {"cond_weight": 10.0}}}),
