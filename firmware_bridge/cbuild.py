@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import select
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -51,11 +53,25 @@ class CVirtualController:
 
     ``args`` are passed through (``--rate 100 --latency-ms 5 ...``). Use as a context manager or
     call :meth:`close`, which stops it with SIGTERM and keeps its final stats line in ``.stats_line``.
+
+    ``commands=True`` starts it with ``--commands`` (fault injection, see virtual_controller.c):
+    :meth:`command` sends one (``"reboot"``, ``"reopen 500"``, ``"garbage 256"``, ``"bitflip 5"``,
+    ``"nan 5"``, ``"range 5"``, ``"stall 300"``) and returns its ``OK ...`` answer once it took effect;
+    :meth:`live_stats` asks for the counters so far; :attr:`events` collects the ``EVENT ...`` lines
+    (recoveries, watchdog trips) as parsed dicts. Give ``--link PATH`` for ``reopen`` (the port to use
+    is then PATH, which follows the new pty).
     """
 
-    def __init__(self, binary: str | os.PathLike[str], *args: str, start_timeout: float = 5.0) -> None:
+    def __init__(self, binary: str | os.PathLike[str], *args: str, start_timeout: float = 5.0,
+                 commands: bool = False) -> None:
+        self.commands = commands
+        self.events: list[dict] = []
+        self._replies: queue.Queue[str] = queue.Queue()
+        self._reader: threading.Thread | None = None
+        argv = [str(binary), *args] + (["--commands"] if commands else [])
         self.proc = subprocess.Popen(
-            [str(binary), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE if commands else subprocess.DEVNULL,
         )
         self.stats_line = ""
         deadline = time.monotonic() + start_timeout
@@ -72,16 +88,61 @@ class CVirtualController:
             err = self.close()
             raise RuntimeError(f"virtual_controller did not print its pty (got {line!r}); stderr: {err}")
         self.port = line.split(" ", 1)[1]
+        if "--link" in args:
+            self.port = str(args[list(args).index("--link") + 1])
+        if commands:
+            self._reader = threading.Thread(target=self._read_stdout, name="c-controller-stdout", daemon=True)
+            self._reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.strip()
+            if line.startswith("EVENT "):
+                head, *kv = line.split()[1:]
+                ev: dict = {"event": head, "t": time.monotonic()}
+                for item in kv:
+                    k, _, v = item.partition("=")
+                    ev[k] = int(v) if v.lstrip("-").isdigit() else v
+                self.events.append(ev)
+            elif line:
+                self._replies.put(line)
+
+    def command(self, line: str, timeout: float = 10.0) -> str:
+        """Send one fault-injection command; returns its ``OK ...`` line (RuntimeError on ``ERR`` / no answer)."""
+        if not self.commands or self.proc.stdin is None:
+            raise RuntimeError("start CVirtualController(..., commands=True) to send commands")
+        self.proc.stdin.write(line.strip() + "\n")
+        self.proc.stdin.flush()
+        try:
+            reply = self._replies.get(timeout=timeout)
+        except queue.Empty as e:
+            raise RuntimeError(f"virtual_controller did not answer {line!r} within {timeout} s") from e
+        if not (reply.startswith("OK") or reply.startswith("STATS")):
+            raise RuntimeError(f"virtual_controller refused {line!r}: {reply}")
+        return reply
+
+    def live_stats(self, timeout: float = 10.0) -> dict[str, int]:
+        """The controller's counters so far (same keys as :meth:`stats`)."""
+        return _parse_stats(self.command("stats", timeout))
 
     def close(self) -> str:
         """Stop the process (SIGTERM) and return its stderr."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            _, err = self.proc.communicate(timeout=5)
+            if self._reader is not None:  # stdout belongs to the reader thread
+                self.proc.wait(timeout=5)
+                self._reader.join(timeout=5)
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                if self.proc.stdin:
+                    self.proc.stdin.close()
+            else:
+                _, err = self.proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
+            self.proc.wait()
+            err = self.proc.stderr.read() if self.proc.stderr else ""
         for ln in (err or "").splitlines():
             if ln.startswith("stats "):
                 self.stats_line = ln
@@ -89,14 +150,18 @@ class CVirtualController:
 
     def stats(self) -> dict[str, int]:
         """Parse the ``stats k=v ...`` line printed at exit (call after :meth:`close`)."""
-        out: dict[str, int] = {}
-        for item in self.stats_line.split()[1:]:
-            k, _, v = item.partition("=")
-            out[k] = int(v)
-        return out
+        return _parse_stats(self.stats_line)
 
     def __enter__(self) -> CVirtualController:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _parse_stats(line: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in line.split()[1:]:
+        k, _, v = item.partition("=")
+        out[k] = int(v)
+    return out

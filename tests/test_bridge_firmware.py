@@ -194,3 +194,65 @@ def test_arduino_sketch_on_host_shim(build):
     states = [m for m in msgs if isinstance(m, P.State)]
     assert states[-1].has(P.StateFlags.WATCHDOG_TRIPPED)
     assert any(s.has(P.StateFlags.ACTIVE) for s in states)
+
+
+def _drive_any(link, seconds, action=(0.1, 0.1), valid_for_ms=30):
+    """Like _drive but acts on every STATE the link returns, finite or not (a careless host)."""
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        s = link.read_state(0.05)
+        if s is not None:
+            link.send_action(action, valid_for_ms, s.seq)
+
+
+def _poll(pred, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    return None
+
+
+def test_fault_commands_and_the_stale_action_check(build, tmp_path):
+    """--commands: every fault is answered once in effect; the controller's own check counts an ACTION
+    tagged with an out-of-range STATE (invalid_accepted) and one tagged with a STATE older than the
+    --stale-ms bound (stale_accepted); reopen moves --link to a new pty and the link reconnects."""
+    link_path = str(tmp_path / "tty")
+    with CVirtualController(build / "virtual_controller", "--rate", "100", "--link", link_path, "--stale-ms", "50",
+                            commands=True) as c:
+        assert c.port == link_path
+        with SerialLink(c.port) as lk:
+            lk.hello(2.0)
+            _drive_any(lk, 0.2)
+            base = c.live_stats()
+            assert base["actions_accepted"] >= 5 and base["stale_accepted"] == 0 and base["invalid_accepted"] == 0
+            assert c.command("range 20") == "OK range 20"
+            _drive_any(lk, 0.4)  # a host that acts on the 1e30 STATEs (the run loop's --obs-abs-max refuses them)
+            assert _poll(lambda: c.live_stats()["bad_states"] >= 20, 5.0)
+            assert c.live_stats()["invalid_accepted"] >= 1
+            # an ACTION answering a STATE that is 150 ms old (> --stale-ms 50): accepted by the protocol
+            # (nothing newer was acted on), counted stale by the check
+            s = lk.read_state(1.0)
+            time.sleep(0.15)  # the age under test, not a synchronisation
+            lk.send_action([0.1, 0.1], 30, s.seq)
+            assert _poll(lambda: c.live_stats()["stale_accepted"] >= 1, 5.0)
+            before = c.live_stats()
+            assert c.command("garbage 200") == "OK garbage 200"
+            assert c.command("bitflip 4") == "OK bitflip 4"
+            assert c.command("stall 100") == "OK stall 100"
+            assert c.command("reboot").startswith("OK reboot ")
+            _drive_any(lk, 0.5)
+            assert lk.stats["controller_resets"] == 1 and lk.stats["rx_crc_errors"] + lk.stats["rx_malformed"] >= 1
+            reply = c.command("reopen 200")
+            assert reply.startswith("OK reopen 1 /dev/pts/")
+            _drive_any(lk, 1.0)
+            assert lk.stats["reconnects"] >= 1
+            after = c.live_stats()
+            assert after["actions_accepted"] > before["actions_accepted"] + 20 and after["reboots"] == 1
+            assert after["states_stalled"] >= 5 and after["garbage_bytes"] == 200 and after["reopens"] == 1
+            assert any(e["event"] == "recovered" and e["cmd"] == "reopen" for e in c.events)
+            with pytest.raises(RuntimeError):
+                c.command("explode")
+    assert c.stats()["reboots"] == 1 and c.stats()["actions_accepted"] >= after["actions_accepted"]

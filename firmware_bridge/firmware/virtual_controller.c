@@ -15,10 +15,28 @@
  *                      [--limit L] [--max-valid-ms MS] [--state-scale S[,S..]]
  *                      [--state-offset O[,O..]] [--action-scale S[,..]] [--action-offset O[,..]]
  *                      [--latency-ms MS] [--boot-id ID] [--link PATH] [--duration S]
+ *                      [--commands] [--stale-ms MS]
+ *
+ * Fault injection (--commands, for soak tests): one command per line on stdin, each answered by one
+ * "OK ..." (or "ERR ...") line on stdout once it has taken effect:
+ *   reboot          new boot id, seq from 0, plant and outputs reset (a controller reset)
+ *   reopen MS       close the pty (the host sees the device vanish), open a new one MS ms later and
+ *                   point --link at it (needs --link); answered when the new pty is up
+ *   garbage N       N random bytes on the wire before the next frame
+ *   bitflip N       one flipped bit in each of the next N STATE frames
+ *   nan N / range N the next N STATEs carry NaN / 1e30 in their first value
+ *   stall MS        no STATE for MS ms (the controller keeps running: watchdog, ACTIONs)
+ *   stats           answers "STATS k=v ..." (the counters of the exit line, so far)
+ * and prints "EVENT recovered cmd=C us=N" (first ACTION accepted after fault C ended, N us later) and
+ * "EVENT watchdog_trip us_since_last_state=N us_since_fault=M" lines as they happen.
+ * Every accepted ACTION is checked against the STATE it is tagged with: "stale_accepted" counts those
+ * whose STATE was sent more than --stale-ms (default: the ACTION's own valid-for time) earlier,
+ * "invalid_accepted" those tagged with an injected NaN / out-of-range STATE; "max_age_us" is the oldest.
  */
 #define _XOPEN_SOURCE 700
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -52,6 +70,8 @@ typedef struct {
     unsigned long boot_id;
     const char *link_path;
     double duration_s;
+    int commands;
+    double stale_ms;
 } options_t;
 
 static volatile sig_atomic_t g_stop = 0;
@@ -65,6 +85,15 @@ static uint8_t g_tx[TX_CAP];
 static size_t g_tx_len = 0;
 static unsigned long g_tx_dropped = 0;
 
+static int g_flip_this_frame = 0; /* set around a STATE that must get one flipped bit */
+static uint32_t g_rng = 0x12345678u;
+static uint32_t rng_next(void) { /* xorshift32 */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 17;
+    g_rng ^= g_rng << 5;
+    return g_rng;
+}
+
 static void tx_write(void *ctx, const uint8_t *data, size_t len) {
     (void)ctx;
     if (g_tx_len + len > TX_CAP) {
@@ -72,6 +101,10 @@ static void tx_write(void *ctx, const uint8_t *data, size_t len) {
         return;
     }
     memcpy(g_tx + g_tx_len, data, len);
+    if (g_flip_this_frame && len > 1) { /* any byte but the delimiter */
+        g_tx[g_tx_len + rng_next() % (len - 1)] ^= (uint8_t)(1u << (rng_next() % 8u));
+        g_flip_this_frame = 0;
+    }
     g_tx_len += len;
 }
 
@@ -115,7 +148,7 @@ static void usage(void) {
             "usage: virtual_controller [--rate HZ] [--state-dim N] [--action-dim M] [--gain G]\n"
             "  [--damping D] [--limit L] [--max-valid-ms MS] [--state-scale S[,..]] [--state-offset O[,..]]\n"
             "  [--action-scale S[,..]] [--action-offset O[,..]] [--latency-ms MS] [--boot-id ID]\n"
-            "  [--link PATH] [--duration S]\n");
+            "  [--link PATH] [--duration S] [--commands] [--stale-ms MS]\n");
 }
 
 static void parse_args(int argc, char **argv, options_t *o) {
@@ -139,12 +172,18 @@ static void parse_args(int argc, char **argv, options_t *o) {
     o->boot_id = 0;
     o->link_path = NULL;
     o->duration_s = 0.0;
+    o->commands = 0;
+    o->stale_ms = 0.0;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = (i + 1 < argc) ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage();
             exit(0);
+        }
+        if (strcmp(a, "--commands") == 0) {
+            o->commands = 1;
+            continue;
         }
         if (v == NULL) {
             usage();
@@ -166,6 +205,7 @@ static void parse_args(int argc, char **argv, options_t *o) {
         else if (strcmp(a, "--boot-id") == 0) o->boot_id = strtoul(v, NULL, 0);
         else if (strcmp(a, "--link") == 0) o->link_path = v;
         else if (strcmp(a, "--duration") == 0) o->duration_s = atof(v);
+        else if (strcmp(a, "--stale-ms") == 0) o->stale_ms = atof(v);
         else {
             fprintf(stderr, "error: unknown option %s\n", a);
             usage();
@@ -230,6 +270,162 @@ static int open_pty(char *path, size_t cap, int *slave_out) {
     fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
     *slave_out = slave;
     return master;
+}
+
+/* ---- fault injection and stale-action accounting (--commands) ------------------------------ */
+#define RING 4096u
+typedef struct {
+    uint32_t seq;
+    uint64_t sent_us;
+    uint8_t bad;
+    uint8_t used;
+} sent_state_t;
+static sent_state_t g_ring[RING];
+
+typedef struct {
+    unsigned long stale_accepted, invalid_accepted, unknown_state_accepted, max_age_us, reboots, reopens,
+        garbage_bytes, bitflips, bad_states, stalls, states_stalled, recoveries;
+    unsigned long acc_accepted, acc_rejected, acc_trips, acc_stops, acc_hellos, acc_rx_ok, acc_rx_crc,
+        acc_rx_malformed, acc_rx_oversize, acc_tx; /* totals of earlier boots */
+} fault_stats_t;
+static fault_stats_t g_fs;
+
+static int g_bitflip_left = 0, g_nan_left = 0, g_range_left = 0;
+static uint64_t g_stall_until = 0;
+static char g_pending[16] = "";      /* fault whose end waits for the next accepted ACTION */
+static uint64_t g_fault_end_us = 0;  /* when it ended (0: still going) */
+static uint64_t g_fault_start_us = 0;
+static uint64_t g_last_state_us = 0, g_last_accept_us = 0;
+
+static void reply(const char *fmt, unsigned long a, const char *s) {
+    printf(fmt, a, s);
+    fflush(stdout);
+}
+
+static void fault_begin(const char *name, uint64_t now, int ends_now) {
+    strncpy(g_pending, name, sizeof g_pending - 1);
+    g_pending[sizeof g_pending - 1] = '\0';
+    g_fault_start_us = now;
+    g_fault_end_us = ends_now ? now : 0;
+}
+
+static void stats_line(FILE *f, const char *head, const kdp_ctrl_t *ctl) {
+    fprintf(f,
+            "%s tx_frames=%lu tx_dropped=%lu actions_accepted=%lu actions_rejected=%lu watchdog_trips=%lu "
+            "stops=%lu hellos=%lu rx_ok=%lu rx_crc=%lu rx_malformed=%lu rx_oversize=%lu stale_accepted=%lu "
+            "invalid_accepted=%lu unknown_state_accepted=%lu max_age_us=%lu reboots=%lu reopens=%lu "
+            "garbage_bytes=%lu bitflips=%lu bad_states=%lu stalls=%lu states_stalled=%lu recoveries=%lu\n",
+            head, g_fs.acc_tx + (unsigned long)ctl->stats.tx_frames, g_tx_dropped,
+            g_fs.acc_accepted + (unsigned long)ctl->stats.actions_accepted,
+            g_fs.acc_rejected + (unsigned long)ctl->stats.actions_rejected,
+            g_fs.acc_trips + (unsigned long)ctl->stats.watchdog_trips, g_fs.acc_stops + (unsigned long)ctl->stats.stops,
+            g_fs.acc_hellos + (unsigned long)ctl->stats.hellos, g_fs.acc_rx_ok + (unsigned long)ctl->rx.stats.frames_ok,
+            g_fs.acc_rx_crc + (unsigned long)ctl->rx.stats.crc_errors,
+            g_fs.acc_rx_malformed + (unsigned long)ctl->rx.stats.malformed,
+            g_fs.acc_rx_oversize + (unsigned long)ctl->rx.stats.oversize, g_fs.stale_accepted, g_fs.invalid_accepted,
+            g_fs.unknown_state_accepted, g_fs.max_age_us, g_fs.reboots, g_fs.reopens, g_fs.garbage_bytes,
+            g_fs.bitflips, g_fs.bad_states, g_fs.stalls, g_fs.states_stalled, g_fs.recoveries);
+    fflush(f);
+}
+
+/* An ACTION was just accepted (valid for valid_us): how old is the STATE it answers, was that STATE valid? */
+static void check_accepted(const kdp_ctrl_t *ctl, uint64_t now, uint64_t valid_us, double stale_ms) {
+    const sent_state_t *e = &g_ring[ctl->last_accepted_state_seq % RING];
+    g_last_accept_us = now;
+    if (!e->used || e->seq != ctl->last_accepted_state_seq) {
+        g_fs.unknown_state_accepted++; /* older than the ring (4096 STATEs): stale by any measure */
+        g_fs.stale_accepted++;
+    } else {
+        uint64_t age = now - e->sent_us;
+        uint64_t limit = stale_ms > 0.0 ? (uint64_t)(stale_ms * 1000.0) : valid_us;
+        if (age > g_fs.max_age_us) g_fs.max_age_us = (unsigned long)age;
+        if (e->bad) g_fs.invalid_accepted++;
+        if (age > limit) g_fs.stale_accepted++;
+    }
+    if (g_pending[0] && g_fault_end_us && now >= g_fault_end_us) {
+        printf("EVENT recovered cmd=%s us=%lu\n", g_pending, (unsigned long)(now - g_fault_end_us));
+        fflush(stdout);
+        g_fs.recoveries++;
+        g_pending[0] = '\0';
+    }
+}
+
+static uint64_t g_down_until = 0;
+static int g_stdin_eof = 0;
+static char g_cmd[128];
+static size_t g_cmd_len = 0;
+
+static void add_boot_totals(const kdp_ctrl_t *ctl) {
+    g_fs.acc_accepted += ctl->stats.actions_accepted;
+    g_fs.acc_rejected += ctl->stats.actions_rejected;
+    g_fs.acc_trips += ctl->stats.watchdog_trips;
+    g_fs.acc_stops += ctl->stats.stops;
+    g_fs.acc_hellos += ctl->stats.hellos;
+    g_fs.acc_rx_ok += ctl->rx.stats.frames_ok;
+    g_fs.acc_rx_crc += ctl->rx.stats.crc_errors;
+    g_fs.acc_rx_malformed += ctl->rx.stats.malformed;
+    g_fs.acc_rx_oversize += ctl->rx.stats.oversize;
+    g_fs.acc_tx += ctl->stats.tx_frames;
+}
+
+static void run_command(const char *line, kdp_ctrl_t *ctl, kdp_ctrl_config_t *cfg, int *master, int *slave,
+                        char *path, size_t cap, const options_t *o, uint64_t now, uint32_t now32, double *pos,
+                        double *vel) {
+    char name[32] = "";
+    long arg = 0;
+    int i;
+    (void)path;
+    (void)cap;
+    if (sscanf(line, "%31s %ld", name, &arg) < 1) return;
+    if (strcmp(name, "stats") == 0) {
+        stats_line(stdout, "STATS", ctl);
+    } else if (strcmp(name, "reboot") == 0) {
+        uint32_t id;
+        add_boot_totals(ctl);
+        do id = rng_next(); while (id == 0 || id == cfg->boot_id);
+        cfg->boot_id = id;
+        kdp_ctrl_init(ctl, cfg);
+        memset(g_ring, 0, sizeof g_ring);
+        for (i = 0; i < (int)KDP_MAX_ACTION_DIM; i++) pos[i] = vel[i] = 0.0;
+        kdp_ctrl_boot(ctl, now32, KDP_RESET_SOFTWARE);
+        g_fs.reboots++;
+        fault_begin("reboot", now, 1);
+        reply("OK reboot %lu %s\n", (unsigned long)id, "");
+    } else if (strcmp(name, "reopen") == 0) {
+        if (o->link_path == NULL || *master < 0) {
+            reply("ERR reopen %lu %s\n", 0, "needs --link and an open pty");
+            return;
+        }
+        add_boot_totals(ctl); /* the parser restarts with the new pty: move every counter into the totals */
+        memset(&ctl->stats, 0, sizeof ctl->stats);
+        close(*master);
+        close(*slave);
+        *master = *slave = -1;
+        g_tx_len = 0;
+        g_down_until = now + (uint64_t)(arg > 0 ? arg : 0) * 1000u + 1u;
+        fault_begin("reopen", now, 0); /* ends (and is answered) when the new pty is up */
+    } else if (strcmp(name, "garbage") == 0) {
+        long k;
+        for (k = 0; k < arg && g_tx_len < TX_CAP; k++) g_tx[g_tx_len++] = (uint8_t)rng_next();
+        g_fs.garbage_bytes += (unsigned long)(arg > 0 ? arg : 0);
+        fault_begin("garbage", now, 1);
+        reply("OK garbage %lu %s\n", (unsigned long)arg, "");
+    } else if (strcmp(name, "bitflip") == 0 || strcmp(name, "nan") == 0 || strcmp(name, "range") == 0) {
+        if (arg < 1) arg = 1;
+        if (name[0] == 'b') g_bitflip_left += (int)arg;
+        else if (name[0] == 'n') g_nan_left += (int)arg;
+        else g_range_left += (int)arg;
+        fault_begin(name, now, 0); /* ends with its last damaged STATE */
+        printf("OK %s %ld\n", name, arg);
+        fflush(stdout);
+    } else if (strcmp(name, "stall") == 0) {
+        g_stall_until = now + (uint64_t)(arg > 0 ? arg : 1) * 1000u;
+        g_fs.stalls++;
+        fault_begin("stall", now, 0); /* ends with the first STATE after it */
+        reply("OK stall %lu %s\n", (unsigned long)arg, "");
+    } else {
+        reply("ERR %lu unknown command %s\n", 0, name);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -297,11 +493,13 @@ int main(int argc, char **argv) {
     kdp_ctrl_boot(&ctl, 0, KDP_RESET_POWER_ON);
     next_tick = t0;
     stop_at = o.duration_s > 0.0 ? t0 + (uint64_t)(o.duration_s * 1e6) : 0;
+    g_rng ^= (uint32_t)o.boot_id;
+    if (o.commands) fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
 
     while (!g_stop) {
-        struct pollfd pfd;
+        struct pollfd pfd[2];
         uint64_t wake;
-        int timeout_ms;
+        int timeout_ms, nfd = 1;
         uint32_t now32;
 
         now = mono_us();
@@ -312,23 +510,31 @@ int main(int argc, char **argv) {
             uint64_t dl = now + (uint64_t)(int32_t)(ctl.deadline_us - (uint32_t)(now - t0));
             if (dl < wake) wake = dl;
         }
+        if (g_down_until && g_down_until < wake) wake = g_down_until;
         timeout_ms = wake <= now ? 0 : (int)((wake - now + 999u) / 1000u);
-        pfd.fd = master;
-        pfd.events = (short)(POLLIN | (g_tx_len ? POLLOUT : 0));
-        pfd.revents = 0;
-        if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR) {
+        pfd[0].fd = master; /* -1 while the pty is down: poll ignores it */
+        pfd[0].events = (short)(POLLIN | (g_tx_len ? POLLOUT : 0));
+        pfd[0].revents = 0;
+        pfd[1].fd = o.commands && !g_stdin_eof ? 0 : -1;
+        pfd[1].events = POLLIN;
+        pfd[1].revents = 0;
+        nfd = 2;
+        if (poll(pfd, (nfds_t)nfd, timeout_ms) < 0 && errno != EINTR) {
             perror("poll");
             break;
         }
         now = mono_us();
         now32 = (uint32_t)(now - t0);
-        if (pfd.revents & POLLIN) {
+        if (master >= 0 && (pfd[0].revents & POLLIN)) {
             uint8_t buf[4096];
             ssize_t n = read(master, buf, sizeof buf);
             ssize_t k;
             for (k = 0; k < n; k++) {
                 if (latency_us == 0) {
+                    uint32_t before = ctl.stats.actions_accepted;
                     kdp_ctrl_rx_byte(&ctl, buf[k], now32);
+                    if (ctl.stats.actions_accepted != before)
+                        check_accepted(&ctl, now, (uint64_t)(uint32_t)(ctl.deadline_us - now32), o.stale_ms);
                 } else if (g_rxq_len < RXQ_CAP) {
                     size_t idx = (g_rxq_head + g_rxq_len) % RXQ_CAP;
                     g_rxq[idx] = buf[k];
@@ -338,11 +544,51 @@ int main(int argc, char **argv) {
             }
         }
         while (g_rxq_len > 0 && g_rxq_due[g_rxq_head] <= now) {
+            uint32_t before = ctl.stats.actions_accepted;
             kdp_ctrl_rx_byte(&ctl, g_rxq[g_rxq_head], now32);
+            if (ctl.stats.actions_accepted != before)
+                check_accepted(&ctl, now, (uint64_t)(uint32_t)(ctl.deadline_us - now32), o.stale_ms);
             g_rxq_head = (g_rxq_head + 1) % RXQ_CAP;
             g_rxq_len--;
         }
-        kdp_ctrl_poll(&ctl, now32);
+        if (pfd[1].fd >= 0 && (pfd[1].revents & (POLLIN | POLLHUP))) {
+            char cbuf[256];
+            ssize_t n = read(0, cbuf, sizeof cbuf);
+            if (n <= 0 && !(n < 0 && errno == EAGAIN)) g_stdin_eof = 1;
+            for (i = 0; i < (int)n; i++) {
+                if (cbuf[i] == '\n' || g_cmd_len + 1 >= sizeof g_cmd) {
+                    g_cmd[g_cmd_len] = '\0';
+                    g_cmd_len = 0;
+                    run_command(g_cmd, &ctl, &cfg, &master, &slave, path, sizeof path, &o, now, now32, pos, vel);
+                } else {
+                    g_cmd[g_cmd_len++] = cbuf[i];
+                }
+            }
+        }
+        if (g_down_until && now >= g_down_until) { /* the "unplugged" pty comes back under --link */
+            master = open_pty(path, sizeof path, &slave);
+            if (master < 0) return 1;
+            unlink(o.link_path);
+            if (symlink(path, o.link_path) != 0) {
+                perror("symlink");
+                return 1;
+            }
+            kdp_parser_init(&ctl.rx); /* parser stats restart: keep the totals */
+            g_down_until = 0;
+            g_fault_end_us = now;
+            g_fs.reopens++;
+            reply("OK reopen %lu %s\n", g_fs.reopens, path); /* "OK reopen <count> <new pty>" */
+        }
+        {
+            uint32_t trips = ctl.stats.watchdog_trips;
+            kdp_ctrl_poll(&ctl, now32);
+            if (ctl.stats.watchdog_trips != trips && o.commands) {
+                printf("EVENT watchdog_trip us_since_last_state=%lu us_since_last_accept=%lu us_since_fault=%ld\n",
+                       (unsigned long)(now - g_last_state_us), (unsigned long)(now - g_last_accept_us),
+                       g_pending[0] ? (long)(now - g_fault_start_us) : -1L);
+                fflush(stdout);
+            }
+        }
         if (now >= next_tick) {
             for (i = 0; i < o.action_dim; i++) {
                 double a = ctl.active ? ((double)ctl.outputs[i] - o.action_offset[i]) / o.action_scale[i] : 0.0;
@@ -355,23 +601,54 @@ int main(int argc, char **argv) {
                 else if (i < 2 * o.action_dim) x = vel[i - o.action_dim];
                 state[i] = (float)(o.state_scale[i] * x + o.state_offset[i]);
             }
-            kdp_ctrl_send_state(&ctl, now32, state, 0);
+            if (g_stall_until && now < g_stall_until) {
+                g_fs.states_stalled++; /* STATE stream stalled: nothing sent this period */
+            } else {
+                uint8_t bad = 0;
+                int last_fault_frame = 0;
+                uint32_t before = ctl.last_state_seq;
+                int had = ctl.have_state;
+                if (g_stall_until) { /* the stall just ended */
+                    g_stall_until = 0;
+                    g_fault_end_us = now;
+                }
+                if (g_nan_left > 0) {
+                    state[0] = (float)NAN;
+                    bad = 1;
+                    last_fault_frame = --g_nan_left == 0;
+                } else if (g_range_left > 0) {
+                    state[0] = 1e30f;
+                    bad = 1;
+                    last_fault_frame = --g_range_left == 0;
+                }
+                if (g_bitflip_left > 0) {
+                    g_flip_this_frame = 1;
+                    g_fs.bitflips++;
+                    if (--g_bitflip_left == 0) last_fault_frame = 1;
+                }
+                g_fs.bad_states += bad;
+                kdp_ctrl_send_state(&ctl, now32, state, 0);
+                g_flip_this_frame = 0;
+                if (!had || ctl.last_state_seq != before) {
+                    sent_state_t *e = &g_ring[ctl.last_state_seq % RING];
+                    e->seq = ctl.last_state_seq;
+                    e->sent_us = now;
+                    e->bad = bad;
+                    e->used = 1;
+                    g_last_state_us = now;
+                }
+                if (last_fault_frame) g_fault_end_us = now;
+            }
             next_tick += period_us;
             if (next_tick + period_us < now) next_tick = now + period_us; /* fell behind: skip */
         }
-        tx_flush(master);
+        if (master >= 0) tx_flush(master);
+        else g_tx_len = 0; /* unplugged: what the controller writes goes nowhere (as on a USB CDC port) */
     }
 
-    fprintf(stderr,
-            "stats tx_frames=%lu tx_dropped=%lu actions_accepted=%lu actions_rejected=%lu watchdog_trips=%lu "
-            "stops=%lu hellos=%lu rx_ok=%lu rx_crc=%lu rx_malformed=%lu rx_oversize=%lu\n",
-            (unsigned long)ctl.stats.tx_frames, g_tx_dropped, (unsigned long)ctl.stats.actions_accepted,
-            (unsigned long)ctl.stats.actions_rejected, (unsigned long)ctl.stats.watchdog_trips,
-            (unsigned long)ctl.stats.stops, (unsigned long)ctl.stats.hellos,
-            (unsigned long)ctl.rx.stats.frames_ok, (unsigned long)ctl.rx.stats.crc_errors,
-            (unsigned long)ctl.rx.stats.malformed, (unsigned long)ctl.rx.stats.oversize);
+    stats_line(stderr, "stats", &ctl);
     if (o.link_path != NULL) unlink(o.link_path);
-    close(slave);
-    close(master);
+    if (slave >= 0) close(slave);
+    if (master >= 0) close(master);
     return 0;
 }
