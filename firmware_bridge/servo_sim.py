@@ -1,0 +1,393 @@
+"""A virtual servo bus on a pseudo-terminal: N Feetech STS/SCS or Dynamixel X servos behind one port.
+
+The host opens :attr:`ServoBusSim.port` like a USB bus adapter. The servos answer as the real ones do
+on a half-duplex bus: only to packets addressed to them (never to broadcast, except SYNC_READ where
+each listed servo replies in list order), with status packets carrying their error byte, model number
+and control-table registers. PING, READ, WRITE, SYNC_READ and SYNC_WRITE are served; other
+instructions get no reply. Each servo is a first-order position servo (time constant ``tau_s``, speed
+limit ``max_speed``) that follows its goal while torque is on and stays put when torque is off. The
+homing-offset register shifts what the servo reports the way the real firmware does (Feetech:
+present = actual - offset; Dynamixel: present = actual + offset).
+
+Faults (thread-safe, for tests): :meth:`drop_replies`, :meth:`set_error`, :meth:`corrupt_replies`,
+:meth:`inject_garbage`, :meth:`vanish` / :meth:`revive`. ``echo=True`` echoes every request back first,
+as some half-duplex adapters do. Inspection: :meth:`positions`, :meth:`goals`, :meth:`torque`,
+:attr:`counters`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import os
+import select
+import threading
+import time
+import tty
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import servo_dynamixel as dxl
+from . import servo_feetech as ft
+
+FAMILIES = ("feetech", "dynamixel")
+DEFAULT_MODEL = {"feetech": "sts3215", "dynamixel": "xl430-w250"}
+
+
+@dataclass
+class _Servo:
+    id: int
+    model: str
+    model_number: int
+    resolution: int
+    regs: bytearray
+    actual: float  # position the shaft is at, ticks before the homing offset
+    goal: float  # goal in the same frame
+    velocity: float = 0.0  # ticks/s
+    torque: bool = False
+    homing: int = 0
+    drop: int = 0
+    corrupt: int = 0
+    error: int = 0  # Feetech: the ERROR byte; Dynamixel: Hardware Error Status bits (alert in ERROR)
+    error_left: int | None = None  # replies left with ``error`` (None: until cleared)
+    vanished: bool = False
+    t: float = field(default_factory=time.monotonic)
+
+
+class ServoBusSim:
+    """N virtual servos of one family on a pty (see module docstring). Use as a context manager or
+    call :meth:`start` / :meth:`close`."""
+
+    def __init__(self, family: str, ids: list[int], models: str | list[str] | None = None, *,
+                 positions: list[float] | None = None, homing: list[int] | None = None, tau_s: float = 0.05,
+                 max_speed: float = 4000.0, echo: bool = False) -> None:
+        if family not in FAMILIES:
+            raise ValueError(f"servo family must be one of {FAMILIES}, got {family!r}")
+        self.family = family
+        self.mod: Any = ft if family == "feetech" else dxl
+        if models is None or isinstance(models, str):
+            models = [models or DEFAULT_MODEL[family]] * len(ids)
+        if len(models) != len(ids):
+            raise ValueError(f"{len(ids)} ids but {len(models)} models")
+        self.tau_s, self.max_speed, self.echo = float(tau_s), float(max_speed), echo
+        self._lock = threading.Lock()
+        self.servos: dict[int, _Servo] = {}
+        for k, (i, m) in enumerate(zip(ids, models, strict=True)):
+            if m not in self.mod.MODELS:
+                raise ValueError(f"unknown {family} model {m!r}: one of {sorted(self.mod.MODELS)}")
+            res = self.mod.RESOLUTION[m]
+            pos = float(positions[k]) if positions is not None else res / 2 + 40.0 * (k - len(ids) / 2)
+            s = _Servo(i, m, self.mod.MODELS[m], res, bytearray(256), pos, pos)
+            s.homing = int(homing[k]) if homing is not None else 0
+            self._init_regs(s)
+            self.servos[i] = s
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.write_log: collections.deque[tuple[str, dict[int, int]]] = collections.deque(maxlen=256)
+        self._garbage = b""
+        self._decoder: Any = self.mod.PacketDecoder()
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._busy = False  # between reading a request and writing its reply
+        self.port = ""
+
+    # ------------------------------------------------------------------ registers
+    def _big(self, s: _Servo) -> bool:
+        return self.family == "feetech" and s.model in ft.BIG_ENDIAN_MODELS
+
+    def _init_regs(self, s: _Servo) -> None:
+        r = s.regs
+        if self.family == "feetech":
+            r[ft.Reg.MODEL_NUMBER:ft.Reg.MODEL_NUMBER + 2] = ft.to_bytes(s.model_number, 2, self._big(s))
+            r[ft.Reg.ID] = s.id
+            r[ft.Reg.HOMING_OFFSET:ft.Reg.HOMING_OFFSET + 2] = ft.to_bytes(ft.encode_sign_magnitude(s.homing, 11), 2)
+            r[ft.Reg.PRESENT_VOLTAGE] = 120
+            r[ft.Reg.PRESENT_TEMPERATURE] = 30
+        else:
+            r[dxl.Reg.MODEL_NUMBER:dxl.Reg.MODEL_NUMBER + 2] = dxl.to_bytes(s.model_number, 2)
+            r[6] = 45  # firmware version
+            r[dxl.Reg.ID] = s.id
+            r[dxl.Reg.HOMING_OFFSET:dxl.Reg.HOMING_OFFSET + 4] = dxl.to_bytes(s.homing, 4, signed=True)
+        self._store_goal(s)
+
+    def _reported(self, s: _Servo, actual: float) -> int:
+        return int(round(actual - s.homing if self.family == "feetech" else actual + s.homing))
+
+    def _store_goal(self, s: _Servo) -> None:
+        g = self._reported(s, s.goal)
+        if self.family == "feetech":
+            s.regs[ft.Reg.GOAL_POSITION:ft.Reg.GOAL_POSITION + 2] = ft.to_bytes(ft.encode_sign_magnitude(g, 15), 2, self._big(s))
+        else:
+            s.regs[dxl.Reg.GOAL_POSITION:dxl.Reg.GOAL_POSITION + 4] = dxl.to_bytes(g, 4, signed=True)
+
+    def _update(self, s: _Servo, now: float) -> None:
+        dt = max(0.0, now - s.t)
+        s.t = now
+        if s.torque and dt > 0:
+            step = (s.goal - s.actual) * (1.0 - math.exp(-dt / self.tau_s))
+            lim = self.max_speed * dt
+            step = max(-lim, min(lim, step))
+            s.actual += step
+            s.velocity = step / dt
+        elif dt > 0:
+            s.velocity = 0.0
+        pos = self._reported(s, s.actual)
+        vel = int(round(s.velocity / (ft.SPEED_UNIT_TICKS_PER_S if self.family == "feetech"
+                                      else dxl.VELOCITY_UNIT_TICKS_PER_S)))
+        r = s.regs
+        if self.family == "feetech":
+            big = self._big(s)
+            r[ft.Reg.PRESENT_POSITION:ft.Reg.PRESENT_POSITION + 2] = ft.to_bytes(ft.encode_sign_magnitude(pos, 15), 2, big)
+            r[ft.Reg.PRESENT_SPEED:ft.Reg.PRESENT_SPEED + 2] = ft.to_bytes(ft.encode_sign_magnitude(vel, 15), 2, big)
+            r[ft.Reg.TORQUE_ENABLE] = int(s.torque)
+        else:
+            r[dxl.Reg.PRESENT_POSITION:dxl.Reg.PRESENT_POSITION + 4] = dxl.to_bytes(pos, 4, signed=True)
+            r[dxl.Reg.PRESENT_VELOCITY:dxl.Reg.PRESENT_VELOCITY + 4] = dxl.to_bytes(vel, 4, signed=True)
+            r[dxl.Reg.TORQUE_ENABLE] = int(s.torque)
+            r[dxl.Reg.HARDWARE_ERROR_STATUS] = s.error
+
+    def _write_regs(self, s: _Servo, addr: int, data: bytes, now: float) -> None:
+        self._update(s, now)
+        if addr + len(data) > len(s.regs):
+            return
+        s.regs[addr:addr + len(data)] = data
+        r = s.regs
+        if self.family == "feetech":
+            big = self._big(s)
+            s.torque = bool(r[ft.Reg.TORQUE_ENABLE])
+            s.homing = ft.decode_sign_magnitude(ft.from_bytes(r[ft.Reg.HOMING_OFFSET:ft.Reg.HOMING_OFFSET + 2]), 11)
+            g = ft.decode_sign_magnitude(ft.from_bytes(r[ft.Reg.GOAL_POSITION:ft.Reg.GOAL_POSITION + 2], big), 15)
+            s.goal = float(g + s.homing)
+        else:
+            s.torque = bool(r[dxl.Reg.TORQUE_ENABLE])
+            s.homing = dxl.from_bytes(r[dxl.Reg.HOMING_OFFSET:dxl.Reg.HOMING_OFFSET + 4], signed=True)
+            g = dxl.from_bytes(r[dxl.Reg.GOAL_POSITION:dxl.Reg.GOAL_POSITION + 4], signed=True)
+            s.goal = float(g - s.homing)
+
+    # ------------------------------------------------------------------ replies
+    def _status(self, s: _Servo, params: bytes = b"") -> bytes | None:
+        if s.vanished:
+            self.counters["replies_vanished"] += 1
+            return None
+        if s.drop > 0:
+            s.drop -= 1
+            self.counters["replies_dropped"] += 1
+            return None
+        err = 0
+        if s.error and (s.error_left is None or s.error_left > 0):
+            err = s.error if self.family == "feetech" else dxl.ALERT
+            if s.error_left is not None:
+                s.error_left -= 1
+                if s.error_left == 0:
+                    s.error = 0
+        pkt = self.mod.status(s.id, err, params)
+        if s.corrupt > 0:
+            s.corrupt -= 1
+            pkt = pkt[:-1] + bytes(((pkt[-1] ^ 0x5A) & 0xFF,))
+            self.counters["replies_corrupted"] += 1
+        self.counters["replies"] += 1
+        return pkt
+
+    def _handle(self, p: Any, now: float) -> bytes:
+        inst = p.code if self.family == "feetech" else p.instruction
+        params = p.params
+        a16 = self.family == "dynamixel"  # 2-byte addresses and lengths
+        out = bytearray()
+        self.counters["requests"] += 1
+        try:
+            name = self.mod.Inst(inst).name.lower()
+        except ValueError:
+            name = f"inst_0x{inst:02x}"
+        self.counters[name] += 1
+
+        def addr_len(b: bytes) -> tuple[int, int, bytes]:
+            if a16:
+                return int.from_bytes(b[0:2], "little"), int.from_bytes(b[2:4], "little"), b[4:]
+            return b[0], b[1], b[2:]
+
+        if inst == self.mod.Inst.SYNC_READ and p.id == self.mod.BROADCAST_ID and len(params) >= (4 if a16 else 2):
+            addr, n, ids = addr_len(params)
+            for i in ids:
+                s = self.servos.get(i)
+                if s is not None:
+                    self._update(s, now)
+                    r = self._status(s, bytes(s.regs[addr:addr + n]))
+                    if r:
+                        out += r
+            return bytes(out)
+        if inst == self.mod.Inst.SYNC_WRITE and p.id == self.mod.BROADCAST_ID and len(params) >= (4 if a16 else 2):
+            addr, n, rest = addr_len(params)
+            written: dict[int, int] = {}
+            for k in range(0, len(rest) - n, n + 1):
+                s = self.servos.get(rest[k])
+                if s is not None and not s.vanished:
+                    data = bytes(rest[k + 1:k + 1 + n])
+                    self._write_regs(s, addr, data, now)
+                    written[s.id] = int.from_bytes(data, "big" if self._big(s) else "little", signed=a16 and n == 4)
+            self.write_log.append((f"sync_write@{addr}", written))
+            return b""
+        s = self.servos.get(p.id)
+        if s is None:  # broadcast PING / unknown ids: nobody answers (a real bus: collisions or silence)
+            return b""
+        if inst == self.mod.Inst.PING:
+            r = self._status(s, dxl.to_bytes(s.model_number, 2) + bytes((45,)) if a16 else b"")
+        elif inst == self.mod.Inst.READ and len(params) >= (4 if a16 else 2):
+            addr, n, _ = addr_len(params)
+            self._update(s, now)
+            r = self._status(s, bytes(s.regs[addr:addr + n]))
+        elif inst == self.mod.Inst.WRITE and len(params) >= (3 if a16 else 2):
+            addr = int.from_bytes(params[0:2], "little") if a16 else params[0]
+            data = bytes(params[2:] if a16 else params[1:])
+            if not s.vanished:
+                self._write_regs(s, addr, data, now)
+                self.write_log.append((f"write@{addr}", {s.id: int.from_bytes(data, "little")}))
+            r = self._status(s)
+        else:
+            r = None
+        return r or b""
+
+    # ------------------------------------------------------------------ pty and thread
+    def start(self) -> ServoBusSim:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self.port = os.ttyname(slave)
+        self._thread = threading.Thread(target=self._run, name=f"servo-bus-sim-{self.family}", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, drain_s: float = 1.0) -> None:
+        """Serve what the host already wrote (up to ``drain_s``: a last stop command must land), then stop."""
+        t_end = time.monotonic() + drain_s
+        while self._master is not None and self._thread is not None and self._thread.is_alive() \
+                and time.monotonic() < t_end:
+            try:
+                pending = bool(select.select([self._master], [], [], 0)[0])
+            except (OSError, ValueError):
+                break
+            if not pending and not self._busy:
+                break
+            time.sleep(0.005)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = None
+
+    def __enter__(self) -> ServoBusSim:
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = time.monotonic() + 1.0
+        while view and self._master is not None and time.monotonic() < deadline:
+            try:
+                n = os.write(self._master, view)
+                view = view[n:]
+            except (BlockingIOError, InterruptedError):
+                select.select([], [self._master], [], 0.01)
+            except OSError:
+                return
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            master = self._master
+            if master is None:
+                return
+            try:
+                r, _, _ = select.select([master], [], [], 0.05)
+            except (OSError, ValueError):
+                return
+            if not r:
+                continue
+            self._busy = True
+            try:
+                data = os.read(master, 4096)
+            except (BlockingIOError, InterruptedError):
+                self._busy = False
+                continue
+            except OSError:
+                self._busy = False
+                return
+            now = time.monotonic()
+            out = bytearray()
+            with self._lock:
+                if self.echo:
+                    out += data
+                for p in self._decoder.feed(data):
+                    if self.family == "dynamixel" and p.is_status:
+                        continue
+                    reply = self._handle(p, now)
+                    if reply and self._garbage:
+                        out += self._garbage
+                        self._garbage = b""
+                    out += reply
+            if out:
+                self._send(bytes(out))
+            self._busy = False
+
+    # ------------------------------------------------------------------ faults and inspection
+    def drop_replies(self, servo_id: int, n: int = 1) -> None:
+        """The next ``n`` replies of ``servo_id`` never come (a missed status packet)."""
+        with self._lock:
+            self.servos[servo_id].drop += n
+
+    def corrupt_replies(self, servo_id: int, n: int = 1) -> None:
+        """The next ``n`` replies of ``servo_id`` carry a wrong checksum / CRC."""
+        with self._lock:
+            self.servos[servo_id].corrupt += n
+
+    def set_error(self, servo_id: int, bits: int, n: int | None = None) -> None:
+        """Report error ``bits`` in the next ``n`` replies (None: until ``set_error(id, 0)``). Feetech: the
+        ERROR byte's bits (:class:`servo_feetech.ErrorBit`); Dynamixel: Hardware Error Status bits
+        (:class:`servo_dynamixel.HardwareError`), signalled by the alert bit of the ERROR byte."""
+        with self._lock:
+            s = self.servos[servo_id]
+            s.error, s.error_left = int(bits), n
+
+    def inject_garbage(self, data: bytes = b"\xff\x00\xff\xff\x13\xfe\x42\xff") -> None:
+        """Bytes that precede the next reply on the wire (noise, a partial header)."""
+        with self._lock:
+            self._garbage += bytes(data)
+
+    def vanish(self, servo_id: int) -> None:
+        """The servo stops answering (unplugged, unpowered) until :meth:`revive`."""
+        with self._lock:
+            self.servos[servo_id].vanished = True
+
+    def revive(self, servo_id: int) -> None:
+        with self._lock:
+            self.servos[servo_id].vanished = False
+
+    def positions(self) -> dict[int, float]:
+        """Actual shaft positions in ticks (before the homing offset), now."""
+        now = time.monotonic()
+        with self._lock:
+            for s in self.servos.values():
+                self._update(s, now)
+            return {i: s.actual for i, s in self.servos.items()}
+
+    def goals(self) -> dict[int, float]:
+        with self._lock:
+            return {i: s.goal for i, s in self.servos.items()}
+
+    def torque(self) -> dict[int, bool]:
+        with self._lock:
+            return {i: s.torque for i, s in self.servos.items()}
+
+
+def start_servo_sim(family: str, ids: list[int], **kwargs: Any) -> ServoBusSim:
+    """Start a :class:`ServoBusSim`; its :attr:`~ServoBusSim.port` is the pty to open."""
+    return ServoBusSim(family, ids, **kwargs).start()
+
+
+__all__ = ["ServoBusSim", "start_servo_sim", "FAMILIES", "DEFAULT_MODEL"]
