@@ -192,8 +192,9 @@ def serial_probe(port: str, baud: int, n_states: int, timeout: float, as_json: b
 @click.command("run")
 @click.argument("bundle", type=click.Path())
 @click.option("--port", required=True,
-              help="controller port: /dev/ttyUSB0, /dev/ttyACM0, socket://h:p, or sim://pointmaze-umaze (virtual robot)")
-@click.option("--baud", type=int, default=DEFAULT_BAUD, show_default=True)
+              help="controller port: /dev/ttyUSB0, /dev/ttyACM0, socket://h:p, sim://pointmaze-umaze (virtual robot), "
+                   "or sim-servo://feetech|dynamixel (virtual servo bus)")
+@click.option("--baud", type=int, default=None, help=f"baud rate (default: {DEFAULT_BAUD}; 1000000 with --bus)")
 @click.option("--rate", type=click.FloatRange(min=1.0), default=None, help="control rate, Hz (default: the bundle's)")
 @click.option("--sync", type=click.Choice(["state", "timer"]), default="state", show_default=True,
               help="state: each new STATE starts a cycle (lowest latency); timer: host-paced fixed rate")
@@ -233,9 +234,17 @@ def serial_probe(port: str, baud: int, n_states: int, timeout: float, as_json: b
                    "commands clamped to its limits; refused if made for another controller")
 @click.option("--timing", "timing_path", type=click.Path(dir_okay=False), default=None,
               help="timing calibration (kdp-edge calibrate latency): default --rate and --offset-ms")
+@click.option("--bus", type=click.Choice(["feetech", "dynamixel"]), default=None,
+              help="smart servos on --port (Feetech STS/SCS, Dynamixel X Protocol 2.0) instead of the kdp firmware")
+@click.option("--motors", default=None, help="--bus: servo IDs in the bundle's state / action order, e.g. 1,2,3,4,5,6")
+@click.option("--servo-calibration", type=click.Path(dir_okay=False), default=None,
+              help="--bus: LeRobot's calibration JSON (as is) or ours: ticks <-> the bundle's units, ranges")
+@click.option("--on-stop", type=click.Choice(["hold", "torque-off"]), default="hold", show_default=True,
+              help="--bus: what the servos do at the end, on Ctrl-C / SIGTERM and when the bus is lost")
 def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, offset_ms, backend, precision,
             candidates, threads, seed, log_path, log_max_mb, log_keep, summary_path, summary_every, obs_abs_max,
-            slow_plan_ms, slow_plan_toggle, calibration_path, timing_path) -> None:
+            slow_plan_ms, slow_plan_toggle, calibration_path, timing_path, bus, motors, servo_calibration,
+            on_stop) -> None:
     """Plan and stream actions to a motor controller; log timing per cycle (Ctrl-C stops cleanly)."""
     from kdp_edge.app.run import RunOptions, format_summary, run
     from kdp_edge.errors import KDPError
@@ -244,6 +253,13 @@ def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, of
         raise click.UsageError("--log-max-mb rotates the per-cycle log. fix: add --log run.jsonl, or drop --log-max-mb")
     if slow_plan_toggle and not slow_plan_ms:
         raise click.UsageError("--slow-plan-toggle switches --slow-plan-ms on and off. fix: add --slow-plan-ms MS")
+    servo = bus is not None or port.startswith("sim-servo://")
+    try:
+        motor_ids = [int(v) for v in motors.split(",") if v.strip()] if motors else None
+    except ValueError as e:
+        raise click.UsageError(f"--motors takes comma-separated servo IDs, got {motors!r}. fix: --motors 1,2,3") from e
+    if not servo and (motors or servo_calibration):
+        raise click.UsageError("--motors / --servo-calibration describe a servo bus. fix: add --bus feetech|dynamixel")
     opts = RunOptions(port=port, baud=baud, rate_hz=rate, sync=sync, duration_s=duration, cycles=cycles,
                       episodes=episodes, goal=_floats(goal) if goal else None, offset_ms=offset_ms, backend=backend,
                       precision=precision, candidates=candidates, threads=threads, seed=seed, log=log_path,
@@ -251,6 +267,9 @@ def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, of
                       summary_every_s=summary_every, obs_abs_max=obs_abs_max or 0.0,
                       slow_plan_ms=slow_plan_ms, slow_plan_toggle=slow_plan_toggle, calibration=calibration_path,
                       timing=timing_path)
+    if servo:
+        opts.bus, opts.motors, opts.servo_calibration, opts.on_stop = bus, motor_ids, servo_calibration, on_stop
+    opts.baud = baud or (1_000_000 if servo else DEFAULT_BAUD)
     try:
         summary = run(bundle, opts, log=lambda m: click.echo(m, err=True))
     except (KDPError, LinkError) as e:

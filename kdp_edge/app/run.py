@@ -167,6 +167,11 @@ class RunOptions:
     obs_abs_max: float = 0.0  # an observation value beyond +-this is invalid (nothing planned or sent); 0: off
     calibration: str | None = None  # robot calibration file (kdp-edge calibrate io): units and limits
     timing: str | None = None  # timing calibration file (kdp-edge calibrate latency): default rate and offset
+    # servo bus (#26): a firmware_bridge.servo_bus.ServoBusLink instead of the framed protocol
+    bus: str | None = None  # feetech | dynamixel (a sim-servo://FAMILY port implies it)
+    motors: list[int] | None = None  # servo IDs in state / action order
+    servo_calibration: str | None = None  # LeRobot's calibration JSON or ours: ticks <-> bundle units
+    on_stop: str = "hold"  # the servos' safe action at the end: hold | torque-off
     extra: dict = field(default_factory=dict)
 
 
@@ -332,7 +337,17 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
             stack.callback(sim.robot.close)
             port = sim.robot.port
             log(f"virtual robot {sim.env} on {port} ({rate:g} Hz STATE, watchdog as the firmware)")
-        link = SerialLink(port, opts.baud, stop_on_close=True)
+        if opts.bus or port.startswith("sim-servo://"):  # smart servos on a bus, no kdp firmware (#26)
+            from firmware_bridge.servo_bus import open_servo_link
+
+            link = open_servo_link(port, opts.bus, opts.motors, state_dim=state_dim, action_dim=m.act_dim,
+                                   baud=opts.baud, calibration=opts.servo_calibration, on_stop=opts.on_stop,
+                                   rate_hz=rate, log=log)
+            log(f"servo bus ({link.family.name}, motors {link.ids}) on {link.port}: one sync read per STATE"
+                f"{' (positions, velocities)' if link.velocity else ' (positions)'}, one sync write per action, "
+                f"on stop: {opts.on_stop}")
+        else:
+            link = SerialLink(port, opts.baud, stop_on_close=True)
         stack.callback(link.close)
         caps = link.hello(opts.hello_timeout)
         if cal is not None:
@@ -386,7 +401,7 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
         rx_keys = ("rx_crc_errors", "rx_malformed", "rx_resyncs", "rx_bytes_discarded", "states_dropped_stale",
                    "states_out_of_order", "states_duplicate", "states_nonfinite", "controller_resets",
                    "actions_refused_stale", "disconnects", "reconnects", "write_timeouts", "watchdog_trips_seen")
-        link_stats = lambda: {k: v for k, v in link.stats.items() if k in rx_keys and v}  # noqa: E731
+        link_stats = lambda: {k: v for k, v in link.stats.items() if (k in rx_keys or k.startswith("bus_")) and v}  # noqa: E731
         loop = ControlLoop(planner, io, cfg, goal, on_cycle, link_stats)
         # warm up the whole plan path (checks, noise, model, scoring, action selection) on a STATE of this
         # robot before the first counted cycle: the first plans pay one-off costs the loop must not see
@@ -506,6 +521,12 @@ def format_summary(s: dict) -> str:
         f"controller resets {link.get('controller_resets', 0)}, reconnects {link.get('reconnects', 0)}, "
         f"watchdog trips seen {link.get('watchdog_trips_seen', 0)}",
     ]
+    if any(k.startswith("bus_") for k in link):
+        errs = ", ".join(f"{k[10:]} {v}" for k, v in sorted(link.items()) if k.startswith("bus_error_")) or "none"
+        lines.append(f"servo bus: sync reads {link.get('bus_sync_reads', 0)}, missed STATEs "
+                     f"{link.get('bus_states_missed', 0)}, missing replies {link.get('bus_missing_replies', 0)}, "
+                     f"checksum errors {link.get('bus_checksum_errors', 0)}, status errors "
+                     f"{link.get('bus_status_errors', 0)} ({errs}), goals clamped {link.get('bus_goals_clamped', 0)}")
     wu = s.get("warmup")
     if wu:
         lines.append(f"warm-up before the first cycle: {wu['plans']} whole plans, first {wu['first_ms']:.2f} ms, "
