@@ -334,9 +334,11 @@ class ServoBusLink:
                 pass
         self._owned.clear()
 
-    def _lost(self, why: str) -> LinkDisconnectedError:
+    def _lost(self, why: str, close_port: bool = True) -> LinkDisconnectedError:
+        """The error for a lost bus; an OS error on the port closes it, silent servos leave it open (so that
+        close() still tries the stop action)."""
         self._c["disconnects"] += 1
-        ser, self._ser = self._ser, None
+        ser, self._ser = (self._ser, None) if close_port else (None, self._ser)
         if ser is not None:
             try:
                 ser.close()
@@ -562,7 +564,8 @@ class ServoBusLink:
             if rx - self._last_ok > self.lost_after_s:
                 raise self._lost(f"no complete reply from servos {self.ids} for {rx - self._last_ok:.1f} s "
                                  f"(missing replies per motor: "
-                                 + ", ".join(f"{i}: {self._c[f'bus_missing_m{i}']}" for i in self.ids) + ")")
+                                 + ", ".join(f"{i}: {self._c[f'bus_missing_m{i}']}" for i in self.ids) + ")",
+                             close_port=False)
             return None
         self._last_ok = rx
         self._last_raw = {i: raw[i][0] for i in self.ids}

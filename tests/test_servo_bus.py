@@ -288,6 +288,7 @@ def test_link_vanished_motor_is_loss_of_bus_after_the_deadline(family):
         with pytest.raises(LinkDisconnectedError, match="no complete reply"):
             poll(lambda: False, timeout=30, step=lambda: link.read_state(0.05))
     assert link.stats["disconnects"] == 1
+    assert link.stats["bus_holds"] == 1  # close() still tried the stop action on the silent bus
 
 
 @pytest.mark.parametrize("family", FAMILIES)
