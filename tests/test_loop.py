@@ -231,7 +231,8 @@ def test_latency_histogram_percentiles_match_numpy_within_a_bin():
 
 
 def test_stalled_states_stop_the_fallback_once_the_newest_state_is_older_than_valid_for():
-    # the STATE stream stops after one observation; valid-for 30 ms (3 periods at 100 Hz); the plan's horizon is
+    # the STATE stream stops after one observation; valid-for 30 ms (3 periods at 100 Hz), age bound 20 ms; the
+    # plan's horizon is
     # 8 steps of 50 ms = 400 ms, so without the age bound the fallback would keep sending its steps
     io = ListIO([np.zeros(OBS)] + [None] * 30)
     loop = ControlLoop(FakePlanner(step_dt_s=0.05), io, LoopConfig(rate_hz=100.0, sync="timer"))
@@ -239,7 +240,7 @@ def test_stalled_states_stop_the_fallback_once_the_newest_state_is_older_than_va
     assert recs[0].sent
     assert not any(r.sent for r in recs[6:]), "nothing is sent on a STATE older than valid-for"
     assert loop.counts["stale_obs_refused"] >= 1 and "stale_obs" in recs[6].event
-    assert loop.summary()["max_obs_age_ms"] == 30.0
+    assert abs(loop.summary()["max_obs_age_ms"] - 20.0) < 1e-9  # valid-for 30 ms less one period
 
 
 def test_out_of_range_observation_is_invalid_and_sends_nothing():
@@ -249,3 +250,25 @@ def test_out_of_range_observation_is_invalid_and_sends_nothing():
     r0, r1, r2 = loop.step(), loop.step(), loop.step()
     assert r0.sent and r1.event == "invalid_obs" and not r1.sent and r2.sent
     assert loop.counts["invalid_obs"] == 1 and [seq for _, seq in io.sent] == [1, 3]
+
+
+def test_controller_clock_maps_state_timestamps_onto_the_host_clock():
+    from kdp_edge.app.run import ControllerClock
+
+    c = ControllerClock()
+    # the controller sends every 10 ms (its clock: us); the host receives 0.2 ms later, except one STATE that
+    # sat 12 ms in the buffer: its send time is recovered, not its receipt
+    assert c.sent_at(1_000_000, 100.0002, boot=1) == 100.0002
+    assert abs(c.sent_at(1_010_000, 100.0102, boot=1) - 100.0102) < 1e-9
+    assert abs(c.sent_at(1_020_000, 100.0322, boot=1) - 100.0202) < 1e-5  # (+ the drift allowance)
+    # the u32 microsecond clock wraps: time keeps going forward
+    c2 = ControllerClock()
+    c2.sent_at(2**32 - 5_000, 50.0, boot=7)
+    assert abs(c2.sent_at(5_000, 50.0102, boot=7) - 50.010) < 1e-5
+    # a new boot re-learns the offset; a clock that does not advance is ignored (receipt time used)
+    assert c2.sent_at(0, 60.0, boot=8) == 60.0
+    assert c2.sent_at(0, 60.5, boot=8) == 60.5 and c2.unusable == 1
+    # never later than the receipt, never more than max_correction_s earlier
+    c3 = ControllerClock(max_correction_s=0.05)
+    c3.sent_at(0, 10.0, boot=1)
+    assert c3.sent_at(10_000, 11.0, boot=1) == 11.0 - 0.05

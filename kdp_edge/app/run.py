@@ -47,20 +47,67 @@ class RunError(KDPError):
     pass
 
 
+class ControllerClock:
+    """When did the controller send a STATE, on the host's clock?
+
+    The host's receive time is late by however long the STATE sat in the port's buffer (the loop was
+    planning, or the process was not scheduled): an age measured from it can be a whole cycle short. The
+    STATE's own timestamp (the controller's wrapping u32 microsecond clock) is mapped onto the host clock
+    with the offset of the fastest delivery seen (``min(t_rx - t_ctrl)``, allowed to creep up by ``drift``
+    seconds per second for crystal drift). The estimate is never later than the receive time nor more than
+    ``max_correction_s`` earlier; the clock is re-learnt after a controller reset or a backwards jump, and
+    ignored for a controller whose timestamps do not advance."""
+
+    def __init__(self, drift: float = 1e-4, max_correction_s: float = 0.25):
+        self.drift, self.max_correction_s = drift, max_correction_s
+        self.reset(None)
+        self.unusable = 0  # STATEs whose timestamp did not advance
+
+    def reset(self, boot) -> None:
+        self.boot, self.offset, self.last_us, self.wraps, self.last_rx = boot, None, None, 0, None
+
+    def sent_at(self, ts_us: int, t_rx: float, boot=None) -> float:
+        if boot != self.boot:
+            self.reset(boot)
+        if self.last_us is not None:
+            if ts_us == self.last_us:
+                self.unusable += 1
+                return t_rx
+            if ts_us < self.last_us:
+                if self.last_us - ts_us > 1 << 31:
+                    self.wraps += 1  # the u32 microsecond clock wrapped (every 71.6 min)
+                else:  # went back: a reset not seen (yet) through the boot id
+                    self.reset(boot)
+        t_ctrl = ((self.wraps << 32) + ts_us) / 1e6
+        sample = t_rx - t_ctrl
+        if self.offset is None or sample < self.offset:
+            self.offset = sample
+        else:
+            self.offset = min(sample, self.offset + self.drift * (t_rx - self.last_rx))
+        self.last_us, self.last_rx = ts_us, t_rx
+        return max(t_rx - self.max_correction_s, min(t_rx, t_ctrl + self.offset))
+
+
 class SerialLoopIO:
-    """:class:`~kdp_edge.runtime.loop.LoopIO` over a :class:`SerialLink` (monotonic clock)."""
+    """:class:`~kdp_edge.runtime.loop.LoopIO` over a :class:`SerialLink` (monotonic clock).
+
+    An observation's ``t_rx`` is when the controller sent it, on the host clock (:class:`ControllerClock`):
+    the age that picks the plan step due and bounds the stale-STATE protection counts the time the STATE
+    waited in the port's buffer too."""
 
     def __init__(self, link: SerialLink):
         self.link = link
         self.last: Observation | None = None  # the newest observation returned (raw units)
+        self.clock = ControllerClock()
 
     def read_observation(self, timeout: float) -> Observation | None:
         s = self.link.read_state(timeout)
         if s is None:
             return None
         t_rx = self.link.latest_state_rx_time
-        self.last = Observation(np.asarray(s.values, np.float32), s.seq,
-                                t_rx if t_rx is not None else time.monotonic(), s.flags)
+        t_rx = t_rx if t_rx is not None else time.monotonic()
+        t_sent = self.clock.sent_at(int(s.timestamp_us), t_rx, getattr(s, "boot_id", None))
+        self.last = Observation(np.asarray(s.values, np.float32), s.seq, t_sent, s.flags)
         return self.last
 
     def send_action(self, action: np.ndarray, obs: Observation, valid_for_ms: int) -> bool:

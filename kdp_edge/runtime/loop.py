@@ -27,10 +27,12 @@ invalid state; the controller keeps its last action until that action's valid-fo
 watchdog zeroes the outputs). A finite observation of the wrong size gets the fallback rule above. No
 new observation in a cycle (``no_obs``): fallback rule.
 
-Stale-STATE protection: an action is never sent tagged with an observation older (host receive time to
-now) than ``max_obs_age_s`` (default: the ACTION's valid-for time). When the STATE stream stalls, the
-fallback steps stop once the newest STATE is that old, so the controller's watchdog zeroes the outputs
-one valid-for time later instead of running the old plan open-loop to its horizon
+Stale-STATE protection: an action is never sent tagged with an observation older (``t_rx``: when the
+controller sent it, on the host clock, to now) than ``max_obs_age_s`` (default: the ACTION's valid-for
+time less one period, the slack for the ACTION's way to the controller), so the controller never
+accepts an ACTION answering a STATE older than the ACTION's valid-for time. When the STATE stream
+stalls, the fallback steps stop once the newest STATE is that old, and the controller's watchdog zeroes
+the outputs one valid-for time later instead of the old plan running open-loop to its horizon
 (``stale_obs_refused``).
 
 Memory is bounded: latencies go into fixed-size log-binned histograms (:class:`LatencyHistogram`,
@@ -153,7 +155,7 @@ class LoopConfig:
     deadline_frac: float = 1.0  # plan must finish within this fraction of the period
     valid_for_ms: int = 0  # ACTION valid-for; 0: three periods (the controller's watchdog)
     spin_s: float = 0.001  # final part of the wait spent spinning instead of sleeping
-    max_obs_age_s: float = 0.0  # never send an action tagged with an older observation; 0: the valid-for time
+    max_obs_age_s: float = 0.0  # never send an action tagged with an older observation; 0: valid-for - 1 period
     obs_abs_max: float = 0.0  # an observation value beyond +-this is invalid (out of range); 0: no bound
 
     @property
@@ -164,7 +166,9 @@ class LoopConfig:
         return self.valid_for_ms or max(1, int(round(3000 * self.period_s)))
 
     def max_age_s(self) -> float:
-        return self.max_obs_age_s or self.valid_ms() / 1e3
+        """Default: the ACTION's valid-for time less one period (the slack for the ACTION's own way to the
+        controller), at least one period."""
+        return self.max_obs_age_s or max(self.period_s, self.valid_ms() / 1e3 - self.period_s)
 
 
 @dataclass
@@ -173,7 +177,7 @@ class CycleRecord:
 
     cycle: int
     t_tick: float  # scheduled start (timer) or state arrival (state sync)
-    t_state_rx: float | None
+    t_state_rx: float | None  # when the STATE was sent, on the host clock (over serial: ControllerClock), <= its receipt
     t_plan_start: float | None
     t_plan_end: float | None
     t_action_tx: float | None
