@@ -41,7 +41,10 @@ def test_run_slow_planner_falls_back_and_counts_misses(tiny_bundle, tmp_path, cl
                        env=cli_env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     c = json.loads(summary.read_text())["counts"]
-    assert c["deadline_misses"] >= 50 and c["fallback_actions"] >= 40
+    assert c["deadline_misses"] >= 50 and c["fallback_actions"] >= 1
+    # every missed cycle sends the plan step due now, or nothing when its STATE is already older than the
+    # age bound (valid-for less one period: 20 ms at 100 Hz; a 12 ms plan after a STATE that waited in the buffer)
+    assert c["fallback_actions"] + c["stale_obs_refused"] + c["send_failed"] >= c["deadline_misses"] - 2
 
 
 def test_run_ctrl_c_stops_cleanly(tiny_bundle, tmp_path, cli_env):

@@ -40,7 +40,7 @@ import numpy as np
 from firmware_bridge.errors import LinkError
 from firmware_bridge.link import DEFAULT_BAUD, SerialLink
 from kdp_edge.errors import KDPError
-from kdp_edge.runtime.loop import ControlLoop, CycleRecord, LoopConfig, Observation
+from kdp_edge.runtime.loop import ControlLoop, CycleRecord, LatencyHistogram, LoopConfig, Observation
 
 
 class RunError(KDPError):
@@ -430,7 +430,11 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
             io = CalibratedLoopIO(serial_io, cal)
             log(f"calibration {opts.calibration}: raw STATE -> model units, actions -> raw commands (clamped)")
 
+        unslowed = LatencyHistogram()  # with --slow-plan-toggle: the plans the drill did not slow (soak slices)
+
         def on_cycle(rec: CycleRecord) -> None:
+            if slow is not None and not slow.enabled and rec.plan_ms is not None:
+                unslowed.add(rec.plan_ms)
             d = rec.to_dict()
             last = serial_io.last
             if last is not None and rec.seq is not None and last.seq == rec.seq:  # the state this cycle used
@@ -474,6 +478,8 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
 
         def build_summary() -> dict:
             summary = loop.summary(histograms=True)
+            if slow is not None:
+                summary["histograms"]["plan_ms_unslowed"] = unslowed.sparse()
             summary["link"] = {k: v for k, v in link.stats.items() if k != "connected"}
             summary["stopped_by"] = stop["signal"] or "end"
             summary["bundle"] = {"path": str(bundle), "model": planner.describe(), "backend": opts.backend}
