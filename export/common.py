@@ -51,7 +51,6 @@ class ExportOptions:
     save_calibration: bool = False  # write calibration.npz into the bundle  [--save-calibration]
     int8_only: bool = False  # leave the fp32 files out of the bundle (still exported for parity)  [--int8-only]
     sample_steps: int | None = None  # diffusion runs: the bundle's default T (None: the run's)  [--sample-steps]
-    noise_spread: float = 0.0  # candidate diversity at planning time (BundleManifest.noise_spread)  [--noise-spread]
 
     @property
     def precision(self) -> str:
@@ -87,7 +86,6 @@ def manifest_for_run(run, model, opts: ExportOptions, action_low=None, action_hi
         action_high=[float(x) for x in action_high] if action_high is not None else [],
         key=dict(run.cfg.drift.key.__dict__), scoring=ScoringSpec.for_run(info).to_dict(),
         default_candidates=opts.candidates, control_rate_hz=opts.control_rate_hz, protocol=opts.protocol,
-        noise_spread=opts.noise_spread,
         step_dt_s=info.step_dt_s or step_dt_for_env(info.env), obs_names=list(info.obs_names),
         act_names=list(info.act_names),
         inputs=["obs", "goal", "noise"] if info.goal_dim else ["obs", "noise"],

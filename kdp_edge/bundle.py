@@ -89,10 +89,6 @@ class BundleManifest:
     act_names: list[str] = field(default_factory=list)  # written only when known, so older readers still load it
     protocol: str = "own-actions"  # how the runtime turns the chosen plan into an action
     lookahead: int = 8  # tracker protocol only
-    # candidate diversity at planning time: candidate k of K draws its noise scaled by
-    # 1 + noise_spread * k / (K - 1) (candidate 0 at scale 1); 0 = every candidate at scale 1.
-    # Written only when non-zero, so bundles without it stay readable by older runtimes.
-    noise_spread: float = 0.0
     inputs: list[str] = field(default_factory=lambda: ["obs", "goal", "noise"])
     outputs: list[str] = field(default_factory=lambda: ["window"])
     files: list[ModelFile] = field(default_factory=list)
@@ -113,7 +109,7 @@ class BundleManifest:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("obs_names", "act_names", "noise_spread"):
+        for k in ("obs_names", "act_names"):
             if not d[k]:
                 del d[k]
         d["window_dim"] = self.window_dim

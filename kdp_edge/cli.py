@@ -237,14 +237,12 @@ def _launch_ddp(nproc: int, **opts) -> None:
               help="diffusion runs: sampler (default: the run's diffusion.sampler); ignored for drift runs")
 @click.option("--sample-steps", type=click.IntRange(min=1), default=None,
               help="diffusion runs: denoising steps T (default: the run's diffusion.sample_steps); ignored for drift runs")
-@click.option("--noise-spread", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
-              help="PointMaze: candidate k of K draws noise scaled by 1 + spread * k / (K - 1) (more diverse candidates)")
 @click.option("--goals", type=click.Choice(["fixed", "random"]), default="fixed", show_default=True,
               help="PointMaze: D4RL's fixed goal cell, or a seeded random goal and start cell per episode")
 @click.option("--quiet", is_flag=True)
 @friendly_errors
 def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookahead, candidates, no_references, plot,
-             out, threads, sampler, sample_steps, noise_spread, goals, quiet) -> None:
+             out, threads, sampler, sample_steps, goals, quiet) -> None:
     """Closed-loop evaluation: the D4RL maze2d protocol with the reference pair (PointMaze), or
     gym-pusht with the random and replayed-demonstration references (PushT)."""
     from .envs import env_for
@@ -259,7 +257,7 @@ def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookah
     options = {"episodes": episodes, "seed": seed, "candidates": candidates, "action_steps": action_steps,
                "demos": demos, "protocol": protocol, "lookahead": lookahead, "references": not no_references,
                "plot": plot, "threads": threads, "sampler": sampler, "sample_steps": sample_steps,
-               "noise_spread": noise_spread, "goals": goals, "progress": not quiet, "run_info": run_info}
+               "goals": goals, "progress": not quiet, "run_info": run_info}
     report, text, name = evaluate(run_dir, env, options, log=lambda m: click.echo(m, err=True))
     out = out or str(Path(run_dir) / name)
     atomic_write_json(out, report)
@@ -301,15 +299,13 @@ def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookah
 @click.option("--sample-steps", type=click.IntRange(min=1), default=None,
               help="diffusion runs: the bundle's default denoising steps T (default: the run's "
                    "diffusion.sample_steps); ignored for drift runs")
-@click.option("--noise-spread", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
-              help="written to bundle.json: candidate k of K draws noise scaled by 1 + spread * k / (K - 1)")
 @click.option("--verbose", "-v", is_flag=True,
               help="show the exporting libraries' own output (torch, litert, absl warnings) here instead of "
                    "writing it to OUT/export.log")
 @friendly_errors
 def export_cmd(run_dir, out, fmt, quantize, candidates, calib_samples, data_path, activations, keep_float, int8_ops,
                budget_first_action_frac, closed_loop_episodes, save_calibration, int8_only, control_rate_hz,
-               force, sample_steps, noise_spread, verbose) -> None:
+               force, sample_steps, verbose) -> None:
     """Export a trained run to a parity-checked bundle (ONNX / TFLite, fp32 / int8)."""
     from export.pipeline import ExportOptions, export_bundle
 
@@ -318,7 +314,7 @@ def export_cmd(run_dir, out, fmt, quantize, candidates, calib_samples, data_path
                          control_rate_hz=control_rate_hz, force=force, data=data_path, activations=activations,
                          keep_float=keep_float, int8_ops=int8_ops, budget_first_action_frac=budget_first_action_frac,
                          closed_loop_episodes=closed_loop_episodes, save_calibration=save_calibration,
-                         int8_only=int8_only, sample_steps=sample_steps, noise_spread=noise_spread)
+                         int8_only=int8_only, sample_steps=sample_steps)
     export_bundle(run_dir, out, opts, log=lambda m: click.echo(m, err=True), verbose=verbose)
 
 

@@ -32,7 +32,6 @@ class EvalProtocol:
     lookahead: int = 8  # tracker: planned step to steer toward
     candidates: int = 16
     replan_every: int = 1
-    noise_spread: float = 0.0  # candidate k's noise scaled by 1 + spread * k / (K - 1) (BundleManifest.noise_spread)
     goals: str = "fixed"  # fixed: D4RL's goal cell; random: a seeded goal and start cell per episode
 
     @property
@@ -46,8 +45,7 @@ class EvalProtocol:
                  else "random goal and start cells per episode")
         return (f"{self.env}: {where}, horizon {p['horizon']}, reward radius {GOAL_RADIUS} m, "
                 f"{self.episodes} episodes (seed {self.seed}), replanning every {self.replan_every} step(s), "
-                f"K = {self.candidates} candidates" + (f" (noise spread {self.noise_spread:g})" if self.noise_spread else "")
-                + f", {act}; D4RL-normalised (approximate)")
+                f"K = {self.candidates} candidates, {act}; D4RL-normalised (approximate)")
 
 
 def episode_starts(maze: Maze, goal_cell, n: int, seed: int) -> np.ndarray:
@@ -213,8 +211,7 @@ def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str 
     generator_info = configure_sampler(model, run.cfg.method, sampler, sample_steps, log)
     maze = Maze.named(proto.maze)
     planner = run_planner(run, proto.candidates, ScoringSpec.for_env(proto.env), seed=proto.seed,
-                          protocol=proto.protocol, lookahead=proto.lookahead, model=model,
-                          noise_spread=proto.noise_spread)
+                          protocol=proto.protocol, lookahead=proto.lookahead, model=model)
     policy = PlannerPolicy(planner)
     snapshots: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
 
@@ -275,8 +272,7 @@ def evaluate_pointmaze(run_dir, env: str, o: dict, log=print) -> tuple[dict, str
     """``kdp-edge eval`` for PointMaze (the environment plug-in's evaluation hook): options ``o`` as the
     CLI gives them (None: the protocol's default). Returns (report, printed table, default report name)."""
     given = {k: o[k] for k in ("episodes", "seed", "candidates") if o.get(k) is not None}
-    proto = EvalProtocol(env=env, protocol=o["protocol"], lookahead=o["lookahead"], noise_spread=o["noise_spread"],
-                         goals=o.get("goals", "fixed"), **given)
+    proto = EvalProtocol(env=env, protocol=o["protocol"], lookahead=o["lookahead"], goals=o.get("goals", "fixed"), **given)
     report = evaluate_run(run_dir, proto, progress=o["progress"], plot=o["plot"], references=o["references"],
                           threads=o["threads"], sampler=o["sampler"], sample_steps=o["sample_steps"], log=log)
     suffix = "-random-goals" if proto.goals == "random" else ""

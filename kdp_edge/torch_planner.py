@@ -44,27 +44,26 @@ class TorchBackend:
 
 
 def plan_manifest(info, scoring: ScoringSpec, candidates: int, protocol: str = "own-actions", lookahead: int = 8,
-                  action_low=None, action_high=None, noise_spread: float = 0.0) -> BundleManifest:
+                  action_low=None, action_high=None) -> BundleManifest:
     """The planning part of a bundle manifest for a trained run (``info``: its RunInfo): dims,
     horizon, method, env, observation history, scoring, K, protocol and (optional) action limits.
     No model files: the caller supplies the backend."""
     return BundleManifest(
         obs_dim=info.obs_dim, act_dim=info.act_dim, goal_dim=info.goal_dim, horizon=info.horizon,
         method=info.method, env=info.env, obs_history=info.obs_history, scoring=scoring.to_dict(),
-        default_candidates=candidates, protocol=protocol, lookahead=lookahead, noise_spread=noise_spread,
+        default_candidates=candidates, protocol=protocol, lookahead=lookahead,
         action_low=[float(x) for x in action_low] if action_low is not None else [],
         action_high=[float(x) for x in action_high] if action_high is not None else [],
         inputs=["obs", "goal", "noise"] if info.goal_dim else ["obs", "noise"])
 
 
 def run_planner(run, candidates: int, scoring: ScoringSpec | None = None, seed: int = 0, protocol: str = "own-actions",
-                lookahead: int = 8, threads: int = 0, model=None, noise_spread: float = 0.0) -> Planner:
+                lookahead: int = 8, threads: int = 0, model=None) -> Planner:
     """The planner of a loaded run (:class:`~kdp_edge.checkpoint.LoadedRun`) on its EMA torch model
     (or ``model``, e.g. one whose diffusion sampler was reconfigured). ``scoring`` defaults to the
     run's (:meth:`ScoringSpec.for_run`). No action limits: the simulators clip to their own."""
     model = model if model is not None else run.build_model(ema=True)
-    m = plan_manifest(run.info, scoring or ScoringSpec.for_run(run.info), candidates, protocol, lookahead,
-                      noise_spread=noise_spread)
+    m = plan_manifest(run.info, scoring or ScoringSpec.for_run(run.info), candidates, protocol, lookahead)
     ckpt = Path(run.run_dir) / "checkpoint.pt"
     f = ModelFile(path="checkpoint.pt", format="torch", precision="fp32",
                   bytes=ckpt.stat().st_size if ckpt.exists() else 0, role="generator", notes="EMA weights")

@@ -108,17 +108,6 @@ def is_denoiser_bundle(bundle: Bundle) -> bool:
     return "denoiser" in roles and "generator" not in roles
 
 
-def noise_ladder(k: int, spread: float) -> np.ndarray | None:
-    """Per-candidate noise scales [K, 1, 1] rising linearly from 1 to 1 + ``spread`` (None when
-    ``spread`` is 0 or K is 1): candidate 0 keeps the trained noise scale, the others explore wider;
-    the scorer picks among them (manifest field ``noise_spread``)."""
-    if not spread or k < 2:
-        return None
-    if spread < 0:
-        raise BundleError(f"noise_spread must be >= 0 (got {spread}); it widens candidates, it cannot narrow them")
-    return (1.0 + spread * np.arange(k, dtype=np.float32) / (k - 1)).reshape(k, 1, 1)
-
-
 PLANNERS: dict[str, type] = {}  # ModelFile.role -> the planner class that runs it; each registers itself
 
 
@@ -146,7 +135,6 @@ class Planner:
         self.scorer = CandidateScorer(ScoringSpec.from_dict(m.scoring) if m.scoring else ScoringSpec())
         self.act_slice = m.action_slice
         self.low = np.asarray(m.action_low, dtype=np.float32) if m.action_low else None
-        self.noise_scale = noise_ladder(candidates, m.noise_spread)  # [K, 1, 1] or None
         self.high = np.asarray(m.action_high, dtype=np.float32) if m.action_high else None
 
     @classmethod
@@ -230,8 +218,7 @@ class Planner:
         """Standard-normal noise [K, H, D], float32, drawn per plan (drawing many plans at once is
         cheaper on average but puts the whole cost into one plan's tail latency)."""
         m = self.manifest
-        noise = self.rng.standard_normal((self.k, m.horizon, m.window_dim), dtype=np.float32)
-        return noise if self.noise_scale is None else noise * self.noise_scale
+        return self.rng.standard_normal((self.k, m.horizon, m.window_dim), dtype=np.float32)
 
     # -- planning ----------------------------------------------------------------------------------
     def generate(self, obs: np.ndarray, goal: np.ndarray | None, noise: np.ndarray) -> np.ndarray:
@@ -253,8 +240,7 @@ class Planner:
     def plan(self, obs, goal=None, noise: np.ndarray | None = None) -> Plan:
         """Plan from one raw observation [obs_dim] (and goal [goal_dim]); raises PlanInputError.
 
-        noise: optional float32 [K, H, D], used as given (default: standard normal from the planner's RNG,
-        scaled per candidate by the manifest's ``noise_spread``).
+        noise: optional float32 [K, H, D] standard normal (default: drawn from the planner's RNG).
         Returns a :class:`Plan`; ``latency_ms`` covers checks, noise, model, scoring and selection.
         """
         t0 = time.perf_counter()
@@ -289,8 +275,6 @@ class Planner:
         shape = (e * k, m.horizon, m.window_dim)
         if noise is None:
             noise = self.rng.standard_normal(shape, dtype=np.float32)
-            if self.noise_scale is not None:  # the same ladder over each environment's K candidates
-                noise = (noise.reshape(e, k, *shape[1:]) * self.noise_scale).reshape(shape)
         elif np.shape(noise) != shape:
             raise PlanInputError(f"noise has shape {list(np.shape(noise))}, plan_batch expects {list(shape)} "
                                  "(E environments x K candidates, horizon, window_dim)")
