@@ -179,7 +179,7 @@ def main() -> None:
     if stem.with_suffix(".json").exists():  # rows of other invocations (other variants or seeds) stay
         fresh = {ident(r) for r in rows}
         old = [r for r in json.loads(stem.with_suffix(".json").read_text())["rows"] if ident(r) not in fresh]
-        order = {name: i for i, (name, _) in enumerate(STUDIES[args.study])}
+        order = {v[0]: i for i, v in enumerate(STUDIES[args.study])}
         rows = sorted(old + rows, key=lambda r: (order.get(r["variant"], 99), r["seed"]))
     report = {"provenance": prov, "study": args.study, "maze": args.maze, "train_steps": args.steps,
               "data": {"steps": args.data_steps, "noise": args.noise, "dwell": args.dwell}, "rows": rows}
