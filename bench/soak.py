@@ -335,6 +335,7 @@ def analyse(res: dict, cfg: SoakConfig) -> dict:
             "stale_obs_refused": counts.get("stale_obs_refused"), "actions_sent": counts.get("actions_sent"),
             "stale_actions_executed": c.get("stale_accepted", 0) + c.get("invalid_accepted", 0),
             "controller_stale_accepted": c.get("stale_accepted"), "controller_invalid_accepted": c.get("invalid_accepted"),
+            "controller_late_accepted": c.get("late_accepted"),
             "controller_max_state_age_ms": c.get("max_age_us", 0) / 1e3,
             "controller_actions_accepted": c.get("actions_accepted"), "watchdog_trips": c.get("watchdog_trips"),
             "controller_stops": c.get("stops"),
@@ -378,8 +379,11 @@ def to_markdown(res: dict) -> str:
     lines += ["", "| metric | value |", "|---|---|",
               f"| cycles | {t['cycles']} |", f"| deadline misses (after warm-up) | {t['deadline_misses']} |",
               f"| fallback actions | {t['fallback_actions']} |",
-              f"| **stale actions executed** (controller: older than valid-for, or on a NaN / out-of-range STATE) | "
+              f"| **stale actions executed** (controller: answering a STATE older than valid-for while it had sent newer "
+              f"ones, or a NaN / out-of-range STATE) | "
               f"**{t['stale_actions_executed']}** |",
+              f"| late ACTIONs (older than valid-for on the controller process's clock, whichever side was "
+              f"descheduled) | {t.get('controller_late_accepted')} |",
               f"| oldest STATE behind an accepted ACTION (ms) | {f1(t['controller_max_state_age_ms'])} |",
               f"| actions refused by the host: stale STATE / invalid STATE | {t['stale_obs_refused']} / {t['invalid_obs']} |",
               f"| watchdog trips | {t['watchdog_trips']} |",
@@ -434,6 +438,7 @@ def main() -> None:
     gap = args.fault_gap or max(5.0, min(60.0, dur / (2 * len(FAULTS) + 2)))
     cfg = SoakConfig(duration_s=dur, rate_hz=args.rate, fault_gap_s=gap, first_fault_s=min(20.0, gap),
                      sample_every_s=60.0 * args.sample_minutes, log_max_mb=args.log_max_mb, log_keep=args.log_keep)
+    prov = provenance()  # the code that runs, recorded before the run (others may commit meanwhile)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="kdp-soak-"))
     print(f"soak: {args.minutes:g} min, a fault every {gap:g} s; run files in {work}", flush=True)
     try:
@@ -441,7 +446,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted: no result written", file=sys.stderr)
         raise SystemExit(130) from None
-    res["provenance"] = provenance()
+    res["provenance"] = prov
     res["bundle"] = str(args.bundle)
     out = Path(args.out)
     tag = f"soak-{args.minutes:g}min"

@@ -29,9 +29,12 @@
  *   stats           answers "STATS k=v ..." (the counters of the exit line, so far)
  * and prints "EVENT recovered cmd=C us=N" (first ACTION accepted after fault C ended, N us later) and
  * "EVENT watchdog_trip us_since_last_state=N us_since_fault=M" lines as they happen.
- * Every accepted ACTION is checked against the STATE it is tagged with: "stale_accepted" counts those
- * whose STATE was sent more than --stale-ms (default: the ACTION's own valid-for time) earlier,
- * "invalid_accepted" those tagged with an injected NaN / out-of-range STATE; "max_age_us" is the oldest.
+ * Every accepted ACTION is checked against the STATE it is tagged with: "late_accepted" counts those
+ * whose STATE was sent more than --stale-ms (default: the ACTION's own valid-for time) earlier on this
+ * program's clock, "stale_accepted" those of them for which this controller had meanwhile sent newer
+ * STATEs covering that time (the host acted late, not a host-side delay of this process, which a real
+ * microcontroller does not have), "invalid_accepted" those tagged with an injected NaN / out-of-range
+ * STATE; "max_age_us" is the oldest.
  */
 #define _XOPEN_SOURCE 700
 
@@ -283,7 +286,7 @@ typedef struct {
 static sent_state_t g_ring[RING];
 
 typedef struct {
-    unsigned long stale_accepted, invalid_accepted, unknown_state_accepted, max_age_us, reboots, reopens,
+    unsigned long stale_accepted, late_accepted, invalid_accepted, unknown_state_accepted, max_age_us, reboots, reopens,
         garbage_bytes, bitflips, bad_states, stalls, states_stalled, recoveries;
     unsigned long acc_accepted, acc_rejected, acc_trips, acc_stops, acc_hellos, acc_rx_ok, acc_rx_crc,
         acc_rx_malformed, acc_rx_oversize, acc_tx; /* totals of earlier boots */
@@ -312,7 +315,7 @@ static void fault_begin(const char *name, uint64_t now, int ends_now) {
 static void stats_line(FILE *f, const char *head, const kdp_ctrl_t *ctl) {
     fprintf(f,
             "%s tx_frames=%lu tx_dropped=%lu actions_accepted=%lu actions_rejected=%lu watchdog_trips=%lu "
-            "stops=%lu hellos=%lu rx_ok=%lu rx_crc=%lu rx_malformed=%lu rx_oversize=%lu stale_accepted=%lu "
+            "stops=%lu hellos=%lu rx_ok=%lu rx_crc=%lu rx_malformed=%lu rx_oversize=%lu stale_accepted=%lu late_accepted=%lu "
             "invalid_accepted=%lu unknown_state_accepted=%lu max_age_us=%lu reboots=%lu reopens=%lu "
             "garbage_bytes=%lu bitflips=%lu bad_states=%lu stalls=%lu states_stalled=%lu recoveries=%lu\n",
             head, g_fs.acc_tx + (unsigned long)ctl->stats.tx_frames, g_tx_dropped,
@@ -322,14 +325,16 @@ static void stats_line(FILE *f, const char *head, const kdp_ctrl_t *ctl) {
             g_fs.acc_hellos + (unsigned long)ctl->stats.hellos, g_fs.acc_rx_ok + (unsigned long)ctl->rx.stats.frames_ok,
             g_fs.acc_rx_crc + (unsigned long)ctl->rx.stats.crc_errors,
             g_fs.acc_rx_malformed + (unsigned long)ctl->rx.stats.malformed,
-            g_fs.acc_rx_oversize + (unsigned long)ctl->rx.stats.oversize, g_fs.stale_accepted, g_fs.invalid_accepted,
+            g_fs.acc_rx_oversize + (unsigned long)ctl->rx.stats.oversize, g_fs.stale_accepted, g_fs.late_accepted,
+            g_fs.invalid_accepted,
             g_fs.unknown_state_accepted, g_fs.max_age_us, g_fs.reboots, g_fs.reopens, g_fs.garbage_bytes,
             g_fs.bitflips, g_fs.bad_states, g_fs.stalls, g_fs.states_stalled, g_fs.recoveries);
     fflush(f);
 }
 
 /* An ACTION was just accepted (valid for valid_us): how old is the STATE it answers, was that STATE valid? */
-static void check_accepted(const kdp_ctrl_t *ctl, uint64_t now, uint64_t valid_us, double stale_ms) {
+static void check_accepted(const kdp_ctrl_t *ctl, uint64_t now, uint64_t valid_us, double stale_ms,
+                           uint64_t period_us) {
     const sent_state_t *e = &g_ring[ctl->last_accepted_state_seq % RING];
     g_last_accept_us = now;
     if (!e->used || e->seq != ctl->last_accepted_state_seq) {
@@ -340,7 +345,11 @@ static void check_accepted(const kdp_ctrl_t *ctl, uint64_t now, uint64_t valid_u
         uint64_t limit = stale_ms > 0.0 ? (uint64_t)(stale_ms * 1000.0) : valid_us;
         if (age > g_fs.max_age_us) g_fs.max_age_us = (unsigned long)age;
         if (e->bad) g_fs.invalid_accepted++;
-        if (age > limit) g_fs.stale_accepted++;
+        if (age > limit) {
+            uint64_t newer = (uint64_t)(uint32_t)(ctl->last_state_seq - ctl->last_accepted_state_seq);
+            g_fs.late_accepted++;
+            if (newer * period_us >= limit) g_fs.stale_accepted++; /* newer STATEs covered the whole bound */
+        }
     }
     if (g_pending[0] && g_fault_end_us && now >= g_fault_end_us) {
         printf("EVENT recovered cmd=%s us=%lu\n", g_pending, (unsigned long)(now - g_fault_end_us));
@@ -534,7 +543,7 @@ int main(int argc, char **argv) {
                     uint32_t before = ctl.stats.actions_accepted;
                     kdp_ctrl_rx_byte(&ctl, buf[k], now32);
                     if (ctl.stats.actions_accepted != before)
-                        check_accepted(&ctl, now, (uint64_t)(uint32_t)(ctl.deadline_us - now32), o.stale_ms);
+                        check_accepted(&ctl, now, (uint64_t)(uint32_t)(ctl.deadline_us - now32), o.stale_ms, period_us);
                 } else if (g_rxq_len < RXQ_CAP) {
                     size_t idx = (g_rxq_head + g_rxq_len) % RXQ_CAP;
                     g_rxq[idx] = buf[k];
@@ -547,7 +556,7 @@ int main(int argc, char **argv) {
             uint32_t before = ctl.stats.actions_accepted;
             kdp_ctrl_rx_byte(&ctl, g_rxq[g_rxq_head], now32);
             if (ctl.stats.actions_accepted != before)
-                check_accepted(&ctl, now, (uint64_t)(uint32_t)(ctl.deadline_us - now32), o.stale_ms);
+                check_accepted(&ctl, now, (uint64_t)(uint32_t)(ctl.deadline_us - now32), o.stale_ms, period_us);
             g_rxq_head = (g_rxq_head + 1) % RXQ_CAP;
             g_rxq_len--;
         }

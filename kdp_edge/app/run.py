@@ -292,27 +292,85 @@ class JsonlLog:
 
 
 class PeriodicSummary:
-    """Writes the run's summary atomically to ``path`` every ``every_s`` seconds (and at :meth:`final`):
-    a crash leaves the last complete one, never a half-written file."""
+    """Writes the run's summary atomically to ``path`` every ``every_s`` seconds (and at the end): a crash
+    leaves the last complete one, never a half-written file.
+
+    The periodic writes happen in a background thread (the snapshot is taken in the loop's thread): the
+    file system's fsync (tens of ms on an SD card) never stalls a control cycle. A snapshot that comes
+    while the previous one is still being written is skipped, not queued. The final write waits for the
+    thread and is written from the caller's thread."""
 
     def __init__(self, path: str | None, every_s: float, build):
+        import threading
+
         self.path, self.every_s, self.build = path, max(0.05, float(every_s)), build
         self.next_at = time.monotonic() + self.every_s
         self.writes = 0
+        self.skipped = 0
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._pending: dict | None = None
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        if path:
+            self._thread = threading.Thread(target=self._worker, name="kdp-summary-writer", daemon=True)
+            self._thread.start()
+
+    def _worker(self) -> None:
+        while True:
+            self._wake.wait()
+            with self._lock:
+                s, self._pending = self._pending, None
+                self._wake.clear()
+                closing = self._closing
+            if s is not None:
+                self._write_now(s)
+            if closing:
+                return
+
+    def _write_now(self, s: dict) -> None:
+        try:
+            write_summary(self.path, s)
+            with self._lock:
+                self.writes += 1
+        except OSError as e:  # a full or read-only disk must not stop the robot: counted, reported at the end
+            self.errors.append(str(e))
+
+    def _snapshot(self, final: bool, extra: dict) -> dict:
+        s = self.build()
+        s.update(extra)
+        s["final"] = final
+        with self._lock:
+            s["summary_writes"] = self.writes + 1
+        s["summary_skipped"] = self.skipped
+        if self.errors:
+            s["summary_errors"] = self.errors[-3:]
+        return s
 
     def maybe(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         if self.path and now >= self.next_at:
-            self.write(final=False)
             self.next_at = now + self.every_s
+            s = self._snapshot(False, {})
+            with self._lock:
+                if self._pending is not None:
+                    self.skipped += 1
+                self._pending = s
+                self._wake.set()
 
     def write(self, final: bool, **extra) -> dict:
-        s = self.build()
-        s.update(extra)
-        s["final"] = final
-        s["summary_writes"] = self.writes + 1
+        """The final summary: stop the thread (after its write in progress), then write from here."""
+        if self._thread is not None:
+            with self._lock:
+                self._closing = True
+                self._pending = None
+                self._wake.set()
+            self._thread.join(timeout=30)
+            self._thread = None
+        s = self._snapshot(final, extra)
         if self.path:
-            write_summary(self.path, s)
+            write_summary(self.path, s)  # the final one raises on a disk error: the command reports it
             self.writes += 1
         return s
 
