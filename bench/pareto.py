@@ -73,6 +73,14 @@ class Run:
     seed: int | None
     name: str
 
+    @property
+    def sha256(self) -> str:
+        from kdp_edge.bundle import sha256_file
+
+        if not hasattr(self, "_sha"):
+            self._sha = sha256_file(self.path / "checkpoint.pt")
+        return self._sha
+
 
 def check_run(path: str, family: str, require_step: int | None) -> Run:
     """A complete run directory of ``family`` (kdp | diffusion); KDPError (exit 2) otherwise."""
@@ -117,13 +125,11 @@ def check_task(runs: list[Run], task: str | None) -> str:
 # ---- bundles ------------------------------------------------------------------------------------------
 def _bundle_is_of(bundle: Path, run: Run) -> bool:
     """The bundle was exported from the run's current checkpoint (same sha256)."""
-    from kdp_edge.bundle import sha256_file
-
     try:
         src = json.loads((bundle / "bundle.json").read_text()).get("source_checkpoint", {})
     except (OSError, ValueError):
         return False
-    return src.get("sha256") == sha256_file(run.path / "checkpoint.pt")
+    return src.get("sha256") == run.sha256
 
 
 def ensure_bundle(run: Run, out: Path, args) -> Path:
@@ -176,7 +182,7 @@ def grid_of(method: str, args) -> list[tuple[int | None, int]]:
 
 
 class ScoreCache:
-    """Per (run, step, config, protocol) scores in <out>/work/<task>-scores.json (resume)."""
+    """Per (run, checkpoint, config, protocol) scores in <out>/work/<task>-scores.json (resume)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -184,7 +190,8 @@ class ScoreCache:
 
     @staticmethod
     def key(run: Run, t, k, proto: dict) -> str:
-        return json.dumps([str(run.path.resolve()), run.step, t, k, proto], sort_keys=True)
+        """Run directory, its checkpoint's sha256 (a retrained run is measured again), config, protocol."""
+        return json.dumps([str(run.path.resolve()), run.sha256, t, k, proto], sort_keys=True)
 
     def get(self, key):
         return self.data.get(key)

@@ -46,7 +46,7 @@ DEFAULT_KDP_K = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_DIFFUSION_T = (2, 5, 10, 20)
 DEFAULT_DIFFUSION_K = (1, 4, 16)
 DEFAULT_RATES_HZ = (50.0, 100.0, 200.0)
-DEFAULT_BUDGETS_MS = (1.0, 2.0, 5.0, 10.0, 20.0)
+DEFAULT_BUDGETS_MS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)  # sub-ms: a small MLP plans in well under 1 ms on x86
 LATENCIES = ("p50_ms", "p99_ms")
 METHOD_LABELS = {"kdp": "KDP", "diffusion": "diffusion"}
 
