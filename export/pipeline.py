@@ -345,13 +345,11 @@ def export_bundle(run_dir: str | Path, out: str | Path, opts: ExportOptions, log
 
 
 def _export_bundle(run_dir: str | Path, out: str | Path, opts: ExportOptions, log=print) -> Path:
-    """:func:`export_bundle` without the capture of third-party output."""
-    import torch
-
-    from calibration.int8 import draw_calibration
+    """:func:`export_bundle` without the capture of third-party output: checks, then the run's method
+    plug-in's exporter (:mod:`kdp_edge.methods`: generators here, denoisers in :mod:`export.denoiser`)."""
     from kdp_edge.checkpoint import load_run
+    from kdp_edge.methods import method_for
 
-    t0 = time.perf_counter()
     validate_options(opts)
     check_out_dir(Path(out), Path(run_dir))
     if "tflite" in opts.formats:
@@ -359,10 +357,17 @@ def _export_bundle(run_dir: str | Path, out: str | Path, opts: ExportOptions, lo
 
         require_tflite_export()  # MissingExtraError naming the tflite extra, before any work
     run = load_run(run_dir)
-    if run.info.method == "diffusion":  # the baseline: a denoiser graph, the runtime runs its T steps
-        from .denoiser import export_denoiser_bundle
+    return method_for(run.info.method).export_function()(run, out, opts, log=log)
 
-        return export_denoiser_bundle(run, out, opts, log=log)
+
+def export_generator_bundle(run, out: str | Path, opts: ExportOptions, log=print) -> Path:
+    """A one-pass generator's bundle (ONNX / TFLite, fp32 / int8, parity, closed-loop check) for a loaded,
+    validated run."""
+    import torch
+
+    from calibration.int8 import draw_calibration
+
+    t0 = time.perf_counter()
     model = run.build_model(ema=True)
     traj = training_data(run, opts.data)
     if traj is None:

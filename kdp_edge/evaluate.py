@@ -181,17 +181,9 @@ def reference_policies(maze: Maze, seed: int) -> dict[str, Policy]:
 def configure_sampler(model, method: str, sampler: str | None, sample_steps: int | None, log=print) -> dict:
     """Apply ``sampler`` / ``sample_steps`` to a diffusion model (a note, no change, for other methods);
     returns what the report records about the generator."""
-    if method != "diffusion":
-        if sampler is not None or sample_steps is not None:
-            log(f"note: --sampler / --sample-steps apply to diffusion runs only; ignored for this {method} run")
-        return {"method": method}
-    from .errors import ConfigError
+    from .methods import method_for
 
-    try:
-        model.set_sampler(sampler, sample_steps)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    return {"method": method, "sampler": model.sampler, "sample_steps": model.sample_steps}
+    return method_for(method).configure_sampler(model, sampler, sample_steps, log)
 
 
 def evaluate_run(run_dir, proto: EvalProtocol, progress: bool = True, plot: str | None = None,

@@ -183,6 +183,7 @@ def evaluate_pusht_run(run_dir, proto: PushTProtocol, progress: bool = True, ref
 
     from .checkpoint import load_run
     from .evaluate import configure_sampler
+    from .methods import method_for
     from .planning import ScoringSpec
     from .torch_planner import run_planner
 
@@ -199,7 +200,7 @@ def evaluate_pusht_run(run_dir, proto: PushTProtocol, progress: bool = True, ref
     planner = run_planner(run, proto.candidates, ScoringSpec.for_run(run.info, proto.action_steps), seed=proto.seed,
                           model=model)
     plan = planner_plan_fn(planner)
-    res = rollout(plan, proto, model.obs_dim, run.info.obs_history, "kdp" if run.cfg.method == "drift" else "diffusion",
+    res = rollout(plan, proto, model.obs_dim, run.info.obs_history, method_for(run.cfg.method).label,
                   progress)
     first = np.tile(pusht_features(res["paths"][0, 0]), run.info.obs_history)
     report = {

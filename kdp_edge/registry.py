@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-METHODS = ("drift", "diffusion")
-
 
 def build_model(cfg, normalizer, horizon: int):
     """The torch module for ``cfg.method`` (``drift``: a one-step KDP generator; ``diffusion``: a
-    trajectory diffusion model on the same backbone, :mod:`kdp_edge.diffusion`)."""
-    from .errors import ConfigError
-    from .models import KDPGenerator
+    trajectory diffusion model on the same backbone): the method plug-in's (:mod:`kdp_edge.methods`)."""
+    from .methods import method_for
 
-    if cfg.method == "drift":
-        return KDPGenerator(normalizer, horizon, cfg.model)
-    if cfg.method == "diffusion":
-        from .diffusion import DiffusionGenerator
-
-        return DiffusionGenerator(normalizer, horizon, cfg.model, cfg.diffusion)
-    raise ConfigError(f"unknown method '{cfg.method}': choose one of {', '.join(METHODS)}")
+    return method_for(cfg.method).build_model(cfg, normalizer, horizon)

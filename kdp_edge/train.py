@@ -113,6 +113,7 @@ class Trainer:
         import torch
 
         from .data.readers import load_trajectories
+        from .methods import method_for
         from .positives import positive_rule
         from .registry import build_model
 
@@ -154,6 +155,7 @@ class Trainer:
                 "in --config to dims that exist")
         self.ws = WindowSet(traj, cfg.data.horizon, prior.normalizer if prior else None)
         self.positive_rule = positive_rule(cfg.optim.positive_source)
+        self.method = method_for(cfg.method)  # the loss of one step and the model it trains (kdp_edge/methods)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, self.ws.norm, cfg.data.horizon).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
@@ -196,7 +198,7 @@ class Trainer:
         self.rng = np.random.default_rng(ss)
         self.torch.manual_seed(int(ss.generate_state(1)[0]))
 
-    def _call(self, name: str, *args):
+    def call(self, name: str, *args):
         """``self.model.<name>(*args)``, through DDP when distributed (so gradients are averaged)."""
         if self.ddp is not None:
             return self.ddp(name, *args)
@@ -213,32 +215,9 @@ class Trainer:
         pos_cond = torch.from_numpy(self.ws.conditions(pos_starts)).to(dev)
         return cond, pos, pos_cond
 
-    def drift_loss(self):
-        """Keyed drift loss on G conditions x N generated windows with their P positives
-        (``optim.positive_source``: kNN by condition, the own window, or the batch's pooled windows)."""
-        from .drift import keyed_drift_loss
-
-        torch, cfg = self.torch, self.cfg
-        g, n = cfg.optim.conditions, cfg.optim.samples
-        cond, pos, pos_cond = self.batch()
-        noise = torch.randn(g * n, cfg.data.horizon, self.model.window_dim).to(self.device)  # CPU RNG: resumable
-        gen = self._call("generate_normalized", cond.repeat_interleave(n, dim=0), noise)
-        gen = gen.reshape(g, n, *gen.shape[1:])
-        return keyed_drift_loss(gen, cond, pos, pos_cond, cfg.drift)
-
-    def diffusion_loss(self):
-        """DDPM loss on a batch of dataset windows (uniform over window starts) and their conditions."""
-        from .diffusion import diffusion_batch_size
-
-        torch = self.torch
-        starts = self.ws.starts[self.rng.integers(len(self.ws), size=diffusion_batch_size(self.cfg))]
-        win = torch.from_numpy(self.ws.windows(starts)).to(self.device)
-        cond = torch.from_numpy(self.ws.conditions(starts)).to(self.device)
-        return self._call("loss", win, cond)
-
     def train_step(self) -> dict[str, float]:
         torch, cfg = self.torch, self.cfg
-        loss, stats = self.diffusion_loss() if cfg.method == "diffusion" else self.drift_loss()
+        loss, stats = self.method.loss(self)
         for group in self.opt.param_groups:
             group["lr"] = _lr_at(self.step, cfg)
         self.opt.zero_grad(set_to_none=True)
@@ -322,9 +301,7 @@ class Trainer:
         progress = progress and self.is_main
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-        what = (f"diffusion: {cfg.diffusion.prediction} prediction, T = {cfg.diffusion.timesteps}"
-                if cfg.method == "diffusion" else f"key: {cfg.drift.key.kind}")
-        self.log(f"model: {cfg.model.arch}, {self.info.parameters:,} parameters; {what}; "
+        self.log(f"model: {cfg.model.arch}, {self.info.parameters:,} parameters; {self.method.describe(cfg)}; "
                  f"windows: {len(self.ws):,} of horizon {cfg.data.horizon}; run dir: {self.out}")
         metrics_path = self.out / "metrics.jsonl"
         interrupted = {"flag": False}

@@ -63,3 +63,21 @@ def test_no_env_name_tests_outside_the_plugins():
                 continue
             hits += [f"{rel}:{i + 1}" for i, line in enumerate(p.read_text().splitlines()) if pattern.search(line)]
     assert hits == []
+
+
+def test_no_method_name_tests_outside_the_method_plugins():
+    """Training, evaluation and export ask kdp_edge.methods (the device runtime's own plug-in point is
+    runtime.planner.PLANNERS, keyed by the bundle's model role)."""
+    from kdp_edge.methods import METHODS, method_for
+
+    assert set(METHODS) == {"drift", "diffusion"}
+    assert method_for("diffusion").label == "diffusion" and method_for("drift").label == "kdp"
+    pattern = re.compile(r'method [!=]= "(diffusion|drift)"|"(diffusion|drift)" [!=]= ')
+    hits = []
+    for pkg in ("kdp_edge", "export", "calibration"):
+        for p in (ROOT / pkg).rglob("*.py"):
+            rel = str(p.relative_to(ROOT))
+            if rel.startswith(("kdp_edge/methods/", "kdp_edge/runtime/")):
+                continue
+            hits += [f"{rel}:{i + 1}" for i, line in enumerate(p.read_text().splitlines()) if pattern.search(line)]
+    assert hits == []
