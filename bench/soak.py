@@ -204,6 +204,8 @@ def run_soak(bundle: str | Path, cfg: SoakConfig, work: Path, log=print) -> dict
                        else ""))
                 next_fault = time.monotonic() + cfg.fault_gap_s
             time.sleep(min(0.2, max(0.0, min(next_sample, next_fault) - time.monotonic())))
+        if not alive() and proc.returncode == 130:  # Ctrl-C reached the run too: it stopped cleanly, so do we
+            raise KeyboardInterrupt
         sample("end")
         res["crashed"] = not alive()
         res["run_exit_before_sigterm"] = proc.poll()
@@ -216,10 +218,14 @@ def run_soak(bundle: str | Path, cfg: SoakConfig, work: Path, log=print) -> dict
             proc.wait()
         res["run_exit"] = proc.returncode
         res["controller"] = vc.live_stats()
-    finally:
+    finally:  # Ctrl-C or an error: the run stops the clean way (STOP, final summary) if it can
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         out_f.close()
         err_f.close()
         vc.close()
@@ -433,6 +439,11 @@ def main() -> None:
     if not (Path(args.bundle) / "bundle.json").exists():
         print(f"error: {args.bundle} is not a bundle directory (no bundle.json). fix: pass --bundle out/.../bundle",
               file=sys.stderr)
+        raise SystemExit(2)
+    if not (args.minutes > 0 and args.rate > 0 and args.sample_minutes > 0 and args.log_max_mb > 0
+            and args.log_keep >= 0 and (args.fault_gap is None or args.fault_gap > 0)):
+        print("error: --minutes, --rate, --sample-minutes, --log-max-mb and --fault-gap must be > 0 (--log-keep >= 0). "
+              "fix: e.g. --minutes 10", file=sys.stderr)
         raise SystemExit(2)
     dur = 60.0 * args.minutes
     gap = args.fault_gap or max(5.0, min(60.0, dur / (2 * len(FAULTS) + 2)))

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import select
@@ -112,8 +113,11 @@ class CVirtualController:
         """Send one fault-injection command; returns its ``OK ...`` line (RuntimeError on ``ERR`` / no answer)."""
         if not self.commands or self.proc.stdin is None:
             raise RuntimeError("start CVirtualController(..., commands=True) to send commands")
-        self.proc.stdin.write(line.strip() + "\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(line.strip() + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as e:
+            raise RuntimeError(f"virtual_controller is gone (exit {self.proc.poll()}): cannot send {line!r}") from e
         try:
             reply = self._replies.get(timeout=timeout)
         except queue.Empty as e:
@@ -136,7 +140,8 @@ class CVirtualController:
                 self._reader.join(timeout=5)
                 err = self.proc.stderr.read() if self.proc.stderr else ""
                 if self.proc.stdin:
-                    self.proc.stdin.close()
+                    with contextlib.suppress(BrokenPipeError, OSError):
+                        self.proc.stdin.close()
             else:
                 _, err = self.proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:
