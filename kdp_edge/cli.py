@@ -364,7 +364,8 @@ def bench_cmd(bundle, backend, threads, candidates, runs, warmup, rate_hz, compa
     import shlex
 
     from .fileio import atomic_write_json, atomic_write_text
-    from .runtime.bench import BenchOptions, format_markdown, plot_histograms, run_bench
+    from .runtime.bench import BenchOptions, run_bench
+    from .runtime.bench_report import format_markdown, plot_histograms
 
     if plot:
         from .errors import require

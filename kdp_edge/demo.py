@@ -348,7 +348,7 @@ def write_report(out: Path, cfg: DemoConfig, st: Stage, seconds: float) -> Path:
                  f"{p.get('max_abs', float('nan')):.2e} | {100 * p.get('ranking_agreement', float('nan')):.0f}% | {cl_txt} |")
     L += ["", "![parity](parity.png)", ""]
     if bench:
-        from .runtime.bench import format_markdown
+        from .runtime.bench_report import format_markdown
 
         L += ["## On-device latency (this machine, one thread)", "", format_markdown(bench), "", "![latency](latency.png)", ""]
     if vs:

@@ -21,8 +21,6 @@ imports no torch: the torch reference (``--backend torch``) comes in through
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +31,11 @@ import numpy as np
 from ..bundle import PRECISIONS, Bundle, BundleError, ModelFile, load_bundle
 from ..errors import KDPError
 from ..metrics import percentiles_ms
+from .host import CPU_FLAGS, INT8_DOT_FLAGS, cpu_info, load_average, peak_rss_mb, versions  # noqa: F401  (cpu_info etc. re-exported for callers)
+from .macs import count_macs
 from .planner import Planner
 
 BENCH_BACKENDS = ("onnx", "tflite", "torch")
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm", "sve")
-INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 
 @dataclass
@@ -97,146 +95,6 @@ class Subject:
         }
         out["plan"]["p95_ms"] = float(np.percentile(plan, 95))
         return out
-
-
-# ---- host -----------------------------------------------------------------------------------------
-def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
-    """CPU model, architecture, cores and the int8-relevant flags.
-
-    Reads ``/proc/cpuinfo`` (x86 ``flags``, ARM ``Features``); elsewhere (macOS, Windows) only
-    :mod:`platform` is used and ``flags`` is empty. ``cpuinfo`` overrides the file (tests).
-    """
-    text = cpuinfo
-    if text is None:
-        try:
-            text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            text = ""
-    model, flags = "", set()
-    for line in text.splitlines():
-        key, _, val = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and not model:
-            model = val.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = set(val.split())
-    if not model:
-        try:
-            model = Path("/proc/device-tree/model").read_text(errors="replace").strip("\x00\n ")  # Raspberry Pi, Jetson
-        except OSError:
-            model = platform.processor() or platform.machine()
-    present = {f: f in flags for f in CPU_FLAGS}
-    return {
-        "model": model, "arch": platform.machine(), "cores": os.cpu_count(), "system": platform.system(),
-        "flags": present if flags else {}, "int8_dot_product": any(present[f] for f in INT8_DOT_FLAGS) if flags else None,
-        "source": "/proc/cpuinfo" if flags else "platform (no CPU flags on this system)",
-    }
-
-
-def load_average() -> list[float] | None:
-    """1/5/15-minute load average (None where unavailable): above the core count, other processes
-    compete for the CPU and wall-time tails grow."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def peak_rss_mb() -> float | None:
-    """Peak resident set size of this process in MB (``resource.getrusage``); None where unavailable."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 1e6 if platform.system() == "Darwin" else rss / 1024  # bytes on macOS, KiB on Linux
-
-
-def versions(backends: list[str]) -> dict[str, str]:
-    import sys
-
-    out = {"python": sys.version.split()[0], "numpy": np.__version__}
-    import importlib.metadata as md
-
-    for dist in ("onnxruntime", "ai-edge-litert", "tflite-runtime", "torch", "kdp-edge"):
-        if dist == "torch" and "torch" not in backends:
-            continue
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-# ---- model cost -----------------------------------------------------------------------------------
-def count_macs(onnx_path: str | Path) -> dict[str, Any] | None:
-    """Multiply-accumulates per candidate of an ONNX generator (its K axis fixed to 1).
-
-    Counts MatMul / Gemm / Conv / ConvTranspose (and MatMulInteger, QLinearMatMul, ConvInteger,
-    QLinearConv) from shapes after ONNX shape inference; element-wise ops are not counted. Needs
-    the ``onnx`` package (``kdp-edge[train]``): returns None without it. ``complete`` is False
-    when some op's shapes could not be inferred (those ops are left out of ``macs_per_candidate``).
-    """
-    try:
-        import onnx
-        from onnx import shape_inference
-    except ImportError:
-        return None
-    model = onnx.load(str(onnx_path))
-    for vi in list(model.graph.input) + list(model.graph.output):
-        for d in vi.type.tensor_type.shape.dim:
-            if not d.HasField("dim_value"):
-                d.dim_value = 1  # the candidate axis K (and any other dynamic axis) -> 1
-    try:
-        model = shape_inference.infer_shapes(model, data_prop=True)
-    except Exception:  # inference failures are not fatal for a benchmark
-        return {"macs_per_candidate": 0, "complete": False, "ops": 0}
-    shapes: dict[str, list[int]] = {t.name: list(t.dims) for t in model.graph.initializer}
-    for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 0 for d in dims]
-    for node in model.graph.node:  # Constant weights (some exporters) have their shape in the attribute
-        if node.op_type == "Constant":
-            for a in node.attribute:
-                if a.name == "value":
-                    shapes[node.output[0]] = list(a.t.dims)
-    total, complete, ops = 0, True, 0
-
-    def known(*names):
-        s = [shapes.get(n) for n in names]
-        return None if any(x is None or not x or 0 in x for x in s) else s
-
-    for node in model.graph.node:
-        op, ins, y = node.op_type, list(node.input), node.output[0]
-        if op in ("MatMul", "MatMulInteger", "Gemm", "QLinearMatMul"):
-            a_name = ins[0]
-            s = known(a_name, y)
-            if s is None:
-                complete = False
-                continue
-            a, out = s
-            trans_a = any(at.name == "transA" and at.i for at in node.attribute)
-            inner = a[0] if (op == "Gemm" and trans_a) else a[-1]
-            total += int(np.prod(out)) * inner
-            ops += 1
-        elif op in ("Conv", "ConvInteger", "QLinearConv"):
-            w_name = ins[3] if op == "QLinearConv" else ins[1]
-            s = known(w_name, y)
-            if s is None:
-                complete = False
-                continue
-            w, out = s
-            total += int(np.prod(out)) * int(np.prod(w[1:]))
-            ops += 1
-        elif op == "ConvTranspose":
-            s = known(ins[0], ins[1])
-            if s is None:
-                complete = False
-                continue
-            x, w = s
-            total += int(np.prod(x)) * int(np.prod(w[1:]))
-            ops += 1
-    return {"macs_per_candidate": int(total), "complete": complete, "ops": ops}
 
 
 # ---- planners -------------------------------------------------------------------------------------
@@ -444,88 +302,3 @@ def run_bench(bundle_dir: str | Path, opts: BenchOptions) -> tuple[dict[str, Any
     }
     return report, subjects_all
 
-
-# ---- output ---------------------------------------------------------------------------------------
-def _f(x, fmt="{:.3f}") -> str:
-    return "—" if x is None else fmt.format(x)
-
-
-def format_markdown(report: dict[str, Any]) -> str:
-    """A readable table of the report (what ``kdp-edge bench`` prints)."""
-    o, h = report["options"], report["host"]
-    flags = ", ".join(f for f, on in h.get("flags", {}).items() if on) or "unknown"
-    load = h.get("load_average_before"), h.get("load_average_after")
-    load_txt = (f"; load average {load[0][0]:.2f} before, {load[1][0]:.2f} after" if all(load) else "")
-    lines = [
-        f"bundle: {report['bundle']} ({report['env'] or 'env unknown'}, horizon {report['horizon']}, "
-        f"scoring {report['scoring']})",
-        f"host: {h['model']} ({h['arch']}, {h['cores']} cores; flags: {flags}; "
-        f"int8 dot product: {'yes' if h.get('int8_dot_product') else 'no' if h.get('int8_dot_product') is False else 'unknown'}"
-        f"{load_txt})",
-        f"{o['runs']} timed plans per row after {o['warmup']} warm-up, {o['threads']} thread(s), interleaved blocks of "
-        f"{o['block']}; deadline {1e3 / o['rate_hz']:.1f} ms ({o['rate_hz']:g} Hz); times in ms; plan = whole "
-        "Planner.plan (wall), model = forward pass (wall), CPU = planning thread's CPU time per plan (excludes "
-        "preemption by other processes)",
-        "",
-        "| model | K | plan p50 | p95 | p99 | max | model p50 | model p99 | CPU p50 | CPU p99 | plans/s | misses "
-        "| size MB | MMAC/plan |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in report["results"]:
-        p, md = r["plan"], r.get("model") or {}
-        lines.append(
-            f"| {r['label']} | {r['k']} | {p['p50_ms']:.3f} | {p['p95_ms']:.3f} | {p['p99_ms']:.3f} | {p['max_ms']:.2f} | "
-            f"{_f(md.get('p50_ms'))} | {_f(md.get('p99_ms'))} | {r['plan_cpu']['p50_ms']:.3f} | "
-            f"{r['plan_cpu']['p99_ms']:.3f} | {_f(r['throughput_plans_per_s'], '{:.0f}')} | "
-            f"{r['deadline_misses']} | {r['model_bytes'] / 1e6:.2f} | "
-            f"{_f(r['macs_per_plan'] / 1e6 if r['macs_per_plan'] else None, '{:.2f}')} |")
-    if report["ratios"]:
-        lines += ["", "| ratio | K | plan p50 | plan p99 | model p50 | speed-up (p50) |", "|---|---|---|---|---|---|"]
-        for x in report["ratios"]:
-            lines.append(f"| {x['kind']}: {x['other']} vs {x['reference']} | {x['k']} | {x['latency_ratio_p50']:.2f} | "
-                         f"{x['latency_ratio_p99']:.2f} | {_f(x['model_ratio_p50'], '{:.2f}')} | "
-                         f"{x['speedup_p50']:.2f}x |")
-    lines.append("")
-    rss = report.get("peak_rss_mb")
-    lines.append(f"peak RSS: {_f(rss, '{:.0f}')} MB ({report['peak_rss_note']})")
-    for n in report.get("notes", []):
-        lines.append(f"note: {n}")
-    return "\n".join(lines)
-
-
-def plot_histograms(path: str | Path, subjects: list[Subject], period_ms: float) -> Path:
-    """Latency histograms of whole plans, one panel per K, one colour per configuration (PNG): wall
-    time filled, the planning thread's CPU time as an outline; times beyond the largest p99.5 are
-    piled into the last bin."""
-    from ..plots import _plt, save_fig
-
-    plt = _plt()
-    from matplotlib.ticker import NullFormatter
-
-    ks = sorted({s.k for s in subjects})
-    fig, axes = plt.subplots(len(ks), 1, figsize=(7.5, 2.6 * len(ks)), squeeze=False)
-    for ax, k in zip(axes[:, 0], ks, strict=True):
-        group = [s for s in subjects if s.k == k]
-        hi = max(float(np.percentile(s.plan_ms, 99.5)) for s in group) * 1.1
-        lo = min(float(np.min(s.cpu_ms or s.plan_ms)) for s in group) * 0.9
-        bins = np.geomspace(max(lo, 1e-3), hi, 80)  # log axis: the tail is visible next to the bulk
-        for i, s in enumerate(group):
-            color = f"C{i}"
-            p50, p99 = np.percentile(s.plan_ms, [50, 99])
-            ax.hist(np.clip(s.plan_ms, lo, hi), bins=bins, alpha=0.5, color=color,
-                    label=f"{s.label}: p50 {p50:.3f}, p99 {p99:.3f} ms")
-            if s.cpu_ms:
-                ax.hist(np.clip(s.cpu_ms, lo, hi), bins=bins, histtype="step", color=color, lw=1.0)
-        if period_ms <= hi:
-            ax.axvline(period_ms, color="red", lw=1, ls="--", label=f"deadline {period_ms:.1f} ms")
-        ax.set_title(f"K = {k}: plan latency, wall (filled) and CPU time (outline)", fontsize=9)
-        ax.set_xscale("log")
-        ticks = [t for t in (0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200) if lo <= t <= hi]
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([f"{t:g}" for t in ticks])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("ms (log scale)")
-        ax.set_ylabel("plans")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return save_fig(fig, path)
