@@ -55,7 +55,8 @@ class KeySpec:
 @dataclass
 class DriftConfig:
     # The drifting paper uses {0.02, 0.05, 0.2}; with our mean-scaled key distances that set collapsed the
-    # bimodal toy to one mode (0% / 100%), while {0.05, 0.2, 0.5} kept both (47% / 45%): see bench/toy_modes.py.
+    # bimodal toy to one route in 2 of 3 training seeds, {0.05, 0.2, 0.5} kept both in 3 of 3
+    # (bench/results/toy_modes/toy_modes.md).
     temperatures: list[float] = field(default_factory=lambda: [0.05, 0.2, 0.5])
     key: KeySpec = field(default_factory=KeySpec)
     exclude_self: bool = True  # a generated sample is not its own negative
