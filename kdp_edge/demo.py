@@ -377,8 +377,8 @@ def _three_scores(cfg: DemoConfig, ev: dict, man: dict, run: dict) -> list[str]:
          "below, on different episodes and through different paths, so the numbers are not expected to agree "
          "beyond their noise (a 5- or 10-episode mean moves by several points with the start positions):", ""]
     if kdp:
-        L.append(f"- evaluation (above): {kdp.get('episodes', cfg.episodes)} episodes, the torch model in this "
-                 f"process, simulator stepped as fast as it plans: {kdp['normalized_score_mean']:.1f} ± "
+        L.append(f"- evaluation (above): {kdp.get('episodes', cfg.episodes)} episodes, the device planner with the "
+                 f"torch model as its backend, in this process, simulator stepped as fast as it plans: {kdp['normalized_score_mean']:.1f} ± "
                  f"{kdp['normalized_score_sem']:.1f}")
     if cl:
         txt = ", ".join(f"{f} {c['score_mean']:.1f}" for f, c in cl)
