@@ -6,8 +6,9 @@ export parity when the training data is absent), fallback action limits, whether
 hindsight goals, and where its closed-loop evaluation and export check live. Callers ask
 :func:`env_for` instead of testing env names.
 
-This package and its modules import numpy and the maze geometry only (the device runtime uses them
-for benchmark conditions). Evaluation code is named as ``"module:function"`` and imported by the app
+This package and its modules import nothing heavy at import time (the CLI reads the env names for
+its options); numpy and the maze geometry are imported where used (the device runtime asks for
+benchmark conditions). Evaluation code is named as ``"module:function"`` and imported by the app
 or export when they need it (:meth:`Environment.load`), so the runtime never imports training code.
 
 Adding an environment: one module here with a subclass, and one line in :data:`ENVIRONMENTS`.
@@ -17,10 +18,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
-import numpy as np
-
-Condition = tuple[np.ndarray, "np.ndarray | None"]  # raw (obs [obs_dim], goal [goal_dim] or None)
+Condition = tuple[Any, Any]  # raw (obs float32 [obs_dim], goal float32 [goal_dim] or None)
 
 
 class Environment:
@@ -46,20 +46,11 @@ class Environment:
                     "consensus_steps": executed_steps}
         return {"kind": "goal_distance"}
 
-    def free_positions(self, env: str) -> list[np.ndarray] | None:
+    def free_positions(self, env: str) -> list | None:
         """Free (x, y) positions to place plausible observations and goals at (None: no geometry)."""
         return None
 
-    def place(self, obs: np.ndarray, goal: np.ndarray | None, rng: np.random.Generator, free) -> None:
-        """Put a plausible position into raw ``obs`` / ``goal`` in place (geometry-aware tasks)."""
-        if free is None:
-            return
-        if len(obs) >= 2:
-            obs[:2] = free[rng.integers(len(free))] + rng.uniform(-0.3, 0.3, 2)
-        if goal is not None and len(goal) >= 2:
-            goal[:2] = free[rng.integers(len(free))]
-
-    def fallback_action_limits(self, act_dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def fallback_action_limits(self, act_dim: int) -> tuple | None:
         """Action limits when the training data is not there to read them from (None: unknown)."""
         return None
 
@@ -118,32 +109,26 @@ def sim_names() -> list[str]:
     return [n for e in ENVIRONMENTS if e.sim_robot for n in getattr(e, "variants", [e.name])]
 
 
-def plausible_conditions(env: str, obs_dim: int, goal_dim: int, n: int, seed: int = 0, goals: int = 4,
-                         obs_mean=None, obs_std=None, goal_mean=None, goal_std=None) -> list[Condition]:
+def plausible_conditions(env: str, obs_dim: int, goal_dim: int, n: int, seed: int = 0, goals: int = 4) -> list[Condition]:
     """``n`` raw (obs, goal) pairs with ``goals`` distinct goals (a deployed robot keeps one goal for
-    many plans): N(mean, std) per dimension (standard normal by default; velocities and other
-    non-position dims of geometry-aware tasks halved), positions in free space where the
-    environment has geometry."""
-    e = env_for(env)
-    free = e.free_positions(env)
+    many plans): standard normal per dimension; where the environment has geometry, positions in free
+    space (+- 0.3 m) and the other observation dims halved (velocities)."""
+    import numpy as np
+
+    free = env_for(env).free_positions(env)
     rng = np.random.default_rng(seed)
-    om = np.zeros(obs_dim) if obs_mean is None else np.asarray(obs_mean)
-    os_ = np.ones(obs_dim) if obs_std is None else np.asarray(obs_std)
-    gm = np.zeros(goal_dim) if goal_mean is None else np.asarray(goal_mean)
-    gs = np.ones(goal_dim) if goal_std is None else np.asarray(goal_std)
     pool = []
     for _ in range(goals):
-        g = (gm + gs * rng.standard_normal(goal_dim)).astype(np.float32) if goal_dim else None
+        g = rng.standard_normal(goal_dim).astype(np.float32) if goal_dim else None
         if g is not None and free is not None and goal_dim >= 2:
             g[:2] = free[rng.integers(len(free))]
         pool.append(g)
     out = []
     for i in range(n):
-        obs = (om + os_ * rng.standard_normal(obs_dim)).astype(np.float32)
+        obs = rng.standard_normal(obs_dim).astype(np.float32)
         if free is not None and obs_dim >= 2:
             obs[:2] = free[rng.integers(len(free))] + rng.uniform(-0.3, 0.3, 2)
-            if obs_mean is None:
-                obs[2:] *= 0.5
+            obs[2:] *= 0.5
         out.append((obs, pool[i % goals]))
     return out
 

@@ -9,8 +9,6 @@ protocol on every exported model (:mod:`export.closed_loop`). The virtual robot 
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import Environment
 
 PREFIX = "pointmaze-"
@@ -39,7 +37,7 @@ class PointMaze(Environment):
             return super().scoring_kwargs(env, goal_dim, obs_dim, act_dim, executed_steps)
         return {"kind": "maze_geodesic", "maze": self.maze_name(env)} if env.startswith(PREFIX) else {}
 
-    def free_positions(self, env: str) -> list[np.ndarray] | None:
+    def free_positions(self, env: str) -> list | None:
         from ..mazes import Maze
 
         try:
@@ -48,5 +46,7 @@ class PointMaze(Environment):
             return None
         return [maze.cell_to_xy(c) for c in maze.free_cells()]
 
-    def fallback_action_limits(self, act_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    def fallback_action_limits(self, act_dim: int) -> tuple:
+        import numpy as np
+
         return -np.ones(act_dim), np.ones(act_dim)
