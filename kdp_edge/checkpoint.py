@@ -79,9 +79,9 @@ class LoadedRun:
 
     def build_model(self, ema: bool = True):
         """The generator (EMA weights by default) in eval mode, on CPU."""
-        from .registry import build_model
+        from .methods import method_for
 
-        model = build_model(self.cfg, self.normalizer, self.info.horizon)
+        model = method_for(self.cfg.method).build_model(self.cfg, self.normalizer, self.info.horizon)
         key = "ema" if ema and "ema" in self.state else "model"
         model.load_state_dict(self.state[key])
         return model.eval()

@@ -115,7 +115,6 @@ class Trainer:
         from .data.readers import load_trajectories
         from .methods import method_for
         from .positives import positive_rule
-        from .registry import build_model
 
         self.torch = torch
         self.cfg = cfg
@@ -157,7 +156,7 @@ class Trainer:
         self.positive_rule = positive_rule(cfg.optim.positive_source)
         self.method = method_for(cfg.method)  # the loss of one step and the model it trains (kdp_edge/methods)
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg, self.ws.norm, cfg.data.horizon).to(self.device)
+        self.model = self.method.build_model(cfg, self.ws.norm, cfg.data.horizon).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.rng = np.random.default_rng(cfg.seed)

@@ -16,7 +16,7 @@ PACKAGES = ("kdp_edge", "export", "firmware_bridge", "calibration")
 RUNTIME = ("kdp_edge.runtime", "kdp_edge.bundle", "kdp_edge.planning", "kdp_edge.mazes", "kdp_edge.errors", "kdp_edge.envs",
            "kdp_edge.fileio", "kdp_edge.metrics", "kdp_edge.provenance")
 # Training side and above: the runtime must import none of it.
-NOT_FOR_RUNTIME = ("torch", "kdp_edge.train", "kdp_edge.drift", "kdp_edge.models", "kdp_edge.registry", "kdp_edge.methods",
+NOT_FOR_RUNTIME = ("torch", "kdp_edge.train", "kdp_edge.drift", "kdp_edge.models", "kdp_edge.methods",
                    "kdp_edge.checkpoint", "kdp_edge.diffusion", "kdp_edge.torch_planner", "kdp_edge.evaluate",
                    "kdp_edge.cli", "kdp_edge.demo", "export", "calibration", "firmware_bridge")
 # Transport-only package: protocol, link, ports, virtual robot, firmware. The app lives in kdp_edge.
