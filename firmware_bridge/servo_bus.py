@@ -692,10 +692,10 @@ class ServoBusLink:
                                               "bus_sync_reads", "bus_states_missed", "bus_missing_replies",
                                               "bus_status_errors")}
         out.update(self._c)
-        d = self.decoder.stats.as_dict()
-        out["bus_checksum_errors"] = d.get("checksum_errors", d.get("crc_errors", 0))
-        out["bus_resyncs"] = d["resyncs"]
-        out["bus_bytes_discarded"] = d["bytes_discarded"]
+        d = self.decoder.stats
+        out["bus_checksum_errors"] = d.check_errors
+        out["bus_resyncs"] = d.resyncs
+        out["bus_bytes_discarded"] = d.bytes_discarded
         out["connected"] = self.connected
         return out
 

@@ -24,6 +24,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from .servo_stream import DecoderStats as _StreamStats
+from .servo_stream import StreamDecoder
+
 HEADER = b"\xff\xff\xfd\x00"
 BROADCAST_ID = 0xFE
 MAX_ID = 0xFC
@@ -265,38 +268,21 @@ def decode(packet: bytes) -> Packet:
 
 
 @dataclass
-class DecoderStats:
-    packets: int = 0
+class DecoderStats(_StreamStats):
     crc_errors: int = 0
-    malformed: int = 0
-    resyncs: int = 0
-    bytes_discarded: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    @property
+    def check_errors(self) -> int:
+        return self.crc_errors
 
 
-class PacketDecoder:
+class PacketDecoder(StreamDecoder):
     """Streaming decoder: feed byte chunks, get whole packets whose CRC verified (parameters unstuffed).
 
     Bytes before a ``FF FF FD 00`` header are discarded; a candidate with a bad length, id, CRC or
     stuffing costs one byte and the header search restarts. :meth:`feed` never raises."""
 
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.stats = DecoderStats()
-
-    def reset(self) -> None:
-        self._buf.clear()
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
-    def _drop(self, n: int, resync: bool = True) -> None:
-        del self._buf[:n]
-        self.stats.bytes_discarded += n
-        self.stats.resyncs += int(resync)
+    stats_class = DecoderStats
 
     def feed(self, data: bytes) -> list[Packet]:
         self._buf += data

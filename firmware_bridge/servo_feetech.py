@@ -21,6 +21,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from .servo_stream import DecoderStats as _StreamStats
+from .servo_stream import StreamDecoder
+
 HEADER = b"\xff\xff"
 BROADCAST_ID = 0xFE
 MAX_ID = 0xFD
@@ -186,38 +189,22 @@ def decode(packet: bytes) -> Packet:
 
 
 @dataclass
-class DecoderStats:
-    packets: int = 0
+class DecoderStats(_StreamStats):
     checksum_errors: int = 0
-    malformed: int = 0
-    resyncs: int = 0
-    bytes_discarded: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    @property
+    def check_errors(self) -> int:
+        return self.checksum_errors
 
 
-class PacketDecoder:
+class PacketDecoder(StreamDecoder):
     """Streaming decoder: feed byte chunks, get whole packets whose checksum verified.
 
     Resynchronisation: bytes before a ``FF FF`` header are discarded; a candidate with a bad LEN or a
     bad checksum costs one byte (the search restarts one byte later), so a header-looking pattern inside
     garbage or inside a corrupted packet cannot swallow the packet after it. :meth:`feed` never raises."""
 
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.stats = DecoderStats()
-
-    def reset(self) -> None:
-        self._buf.clear()
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
-    def _drop(self, n: int) -> None:
-        del self._buf[:n]
-        self.stats.bytes_discarded += n
+    stats_class = DecoderStats
 
     def feed(self, data: bytes) -> list[Packet]:
         self._buf += data
@@ -229,21 +216,18 @@ class PacketDecoder:
                 keep = 1 if buf[-1:] == b"\xff" else 0  # a header may be split across chunks
                 if len(buf) > keep:
                     self._drop(len(buf) - keep)
-                    self.stats.resyncs += 1
                 return out
             if start:
                 self._drop(start)
-                self.stats.resyncs += 1
             if len(buf) < 4:
                 return out
             servo_id, length = buf[2], buf[3]
             if servo_id == 0xFF:  # FF FF FF ...: the header starts one byte later
-                self._drop(1)
+                self._drop(1, resync=False)
                 continue
             if length < 2 or length > MAX_LENGTH:
                 self.stats.malformed += 1
                 self._drop(1)
-                self.stats.resyncs += 1
                 continue
             total = 4 + length
             if len(buf) < total:
@@ -252,7 +236,6 @@ class PacketDecoder:
             if checksum(pkt[2:-1]) != pkt[-1]:
                 self.stats.checksum_errors += 1
                 self._drop(1)
-                self.stats.resyncs += 1
                 continue
             del buf[:total]
             self.stats.packets += 1
