@@ -80,6 +80,15 @@ class SoakConfig:
     extra_run_args: list[str] = field(default_factory=list)
 
 
+def terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """Wait up to ``timeout`` s for ``proc`` (already sent SIGTERM) to stop cleanly, then kill it."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def proc_rss_kb(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -211,21 +220,13 @@ def run_soak(bundle: str | Path, cfg: SoakConfig, work: Path, log=print) -> dict
         res["run_exit_before_sigterm"] = proc.poll()
         if alive():
             proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, timeout=60)
         res["run_exit"] = proc.returncode
         res["controller"] = vc.live_stats()
     finally:  # Ctrl-C or an error: the run stops the clean way (STOP, final summary) if it can
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc, timeout=15)
         out_f.close()
         err_f.close()
         vc.close()
