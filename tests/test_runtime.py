@@ -17,7 +17,9 @@ from conftest import BLOCK_TORCH, kdp_cmd
 from kdp_edge.bundle import BundleError, ModelFile, load_bundle, write_manifest
 from kdp_edge.errors import MissingExtraError
 from kdp_edge.runtime import PlanInputError, Planner
-from kdp_edge.runtime.bench import bench_conditions, count_macs, cpu_info
+from kdp_edge.runtime.bench import bench_conditions
+from kdp_edge.runtime.host import cpu_info
+from kdp_edge.runtime.macs import count_macs
 from kdp_edge.runtime.planner import PlanOutputError
 from kdp_edge.runtime.tflite_backend import load_interpreter_class, match_inputs, normalize_name
 

@@ -31,7 +31,7 @@ import numpy as np
 from ..bundle import PRECISIONS, Bundle, BundleError, ModelFile, load_bundle
 from ..errors import KDPError
 from ..metrics import percentiles_ms
-from .host import CPU_FLAGS, INT8_DOT_FLAGS, cpu_info, load_average, peak_rss_mb, versions  # noqa: F401  (cpu_info etc. re-exported for callers)
+from .host import cpu_info, load_average, peak_rss_mb, versions
 from .macs import count_macs
 from .planner import Planner
 

@@ -30,16 +30,8 @@ import numpy as np
 
 from ..bundle import BundleError, load_bundle
 from ..errors import KDPError
-from .bench import (
-    Subject,
-    _macs_for,
-    bench_conditions,
-    cpu_info,
-    load_average,
-    precisions_in,
-    time_subjects,
-    versions,
-)
+from .bench import Subject, _macs_for, bench_conditions, precisions_in, time_subjects
+from .host import cpu_info, load_average, versions
 from .planner import Planner, is_denoiser_bundle
 
 DEFAULT_KDP_K = (1, 2, 4, 8, 16, 32, 64)
