@@ -77,10 +77,10 @@ def train_and_eval(name: str, override: dict, seed: int, data: Path, runs: Path,
     eval_args = list(extra.get("eval_args", []))
     run = runs / f"{slug(extra.get('reuse', name))}-s{seed}"
     run.mkdir(parents=True, exist_ok=True)
-    cfg_path = run.parent / f"{run.name}.config.json"
-    cfg_path.write_text(json.dumps(override | {"seed": seed}, indent=2))
     t0 = time.perf_counter()
     if not (run / "checkpoint.pt").exists():
+        cfg_path = run.parent / f"{run.name}.config.json"  # written only by the variant that trains the run
+        cfg_path.write_text(json.dumps(override | {"seed": seed}, indent=2))
         kdp("train", "--data", str(data), "--out", str(run), "--config", str(cfg_path), "--steps", str(args.steps),
             "--threads", str(args.threads), "--quiet")
     elif json.loads((run / "run.json").read_text())["step"] < args.steps:
