@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import kdp_cmd
@@ -112,6 +113,12 @@ def test_resume_across_world_sizes(setup, ddp_run, cli_env):
     assert [x["params"] for x in r0] == [x["params"] for x in r1]
 
 
+def _env_of(pid: int) -> dict[str, str]:
+    """A process's environment, from /proc (Linux)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(x.decode(errors="replace").split("=", 1) for x in raw if b"=" in x)
+
+
 def test_sigterm_to_one_rank_stops_all(setup, cli_env):
     """SIGTERM to rank 1 only: the ranks agree to stop at the same step, rank 0 saves, nobody hangs."""
     run = setup["dir"] / "run-sig"
@@ -124,7 +131,9 @@ def test_sigterm_to_one_rank_stops_all(setup, cli_env):
     assert (run / "checkpoint.pt").exists()
     workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert len(workers) == 2, workers
-    os.kill(int(max(workers, key=int)), signal.SIGTERM)  # the later-started worker (normally rank 1)
+    ranks = {_env_of(int(pid)).get("RANK"): int(pid) for pid in workers}  # torchrun sets RANK per worker
+    assert set(ranks) == {"0", "1"}, ranks
+    os.kill(ranks["1"], signal.SIGTERM)  # rank 1 only: rank 0, which saves, learns of it through the all-reduce
     _, err = proc.communicate(timeout=60)
     assert "interrupted at step" in err and "checkpoint saved" in err
     assert proc.returncode != 0  # torchrun reports the interrupted (exit 130) workers as failed

@@ -1,4 +1,5 @@
-"""`kdp-edge demo --quick` end to end: every artefact exists and parses (the README's main job)."""
+"""`kdp-edge demo --quick` end to end: every artefact exists, parses and says the chain worked (the README's
+main job)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,18 @@ def test_demo_quick_writes_every_artefact(tmp_path, cli_env):
     assert "torchao" not in r.stderr and "absl" not in r.stderr, "third-party export noise stays in export.log"
     run_summary = json.loads((out / "run-summary.json").read_text())
     assert run_summary["warmup"]["plans"] >= 1 and "after warm-up" in report
+    # what the artefacts say, not only that they parse: the int8 gate held, the robot reached the goal, the
+    # link was clean
+    for name, parity in man["parity"].items():
+        if "int8" in name:
+            assert parity["within_budget"] and 0 < parity["first_action_rms_frac"] <= 0.02, (name, parity)
+    assert not any("FORCED" in f["notes"] for f in man["files"])
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["kdp"]["success_rate"] > 0 and ev["kdp"]["normalized_score_mean"] > ev["random"]["normalized_score_mean"]
+    assert run_summary["sim"]["success_rate"] > 0 and run_summary["stopped_by"] == "end"
+    link = run_summary["link"]
+    assert link["rx_crc_errors"] == 0 and link["rx_malformed"] == 0 and link["actions_refused_stale"] == 0
+    assert run_summary["counts"]["actions_sent"] > 0 and run_summary["counts"]["send_failed"] == 0
     # a second invocation reuses every stage and regenerates the report, keeping the stages' real times
     r2 = subprocess.run(kdp_cmd("demo", "--quick", "--out", str(out)), env=cli_env, capture_output=True, text=True,
                         timeout=300)

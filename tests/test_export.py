@@ -44,6 +44,14 @@ def feeds_for(run_dir, k=K, seed=5):
             "noise": rng.standard_normal((k, info["horizon"], info["obs_dim"] + info["act_dim"]), dtype=np.float32)}
 
 
+def first_action_rms_frac(bundle, out, ref) -> float:
+    """RMS of the first planned action's error, as a fraction of the bundle's action range (the gate's
+    measure), taken here on fresh inputs instead of read from the exporter's own report."""
+    lo, hi = bundle.manifest.action_slice
+    span = np.asarray(bundle.manifest.action_high) - np.asarray(bundle.manifest.action_low)
+    return float(np.sqrt(np.mean(((out - ref)[:, 0, lo:hi] / span) ** 2)))
+
+
 @pytest.fixture(scope="module")
 def onnx_bundle(tiny_run, tmp_path_factory):
     """ONNX fp32 + static int8 bundle, with a 2-episode closed-loop check."""
@@ -113,10 +121,7 @@ def test_int8_onnx_within_budget(onnx_bundle, tiny_run):
 
     feeds = feeds_for(tiny_run, K, seed=11)
     out = ort.InferenceSession(str(b.path(f)), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    ref = torch_windows(tiny_run, feeds)
-    lo, hi = b.manifest.action_slice
-    span = np.asarray(b.manifest.action_high) - np.asarray(b.manifest.action_low)
-    assert np.sqrt(np.mean(((out - ref)[:, 0, lo:hi] / span) ** 2)) <= 0.02
+    assert 0 < first_action_rms_frac(b, out, torch_windows(tiny_run, feeds)) <= 0.02
     cal_info = b.manifest.source_checkpoint["calibration"]
     assert cal_info["samples"] == 64 and cal_info["file"] == "calibration.npz"
     from kdp_edge.bundle import sha256_file
@@ -215,6 +220,11 @@ def test_dynamic_int8_and_int8_only(tiny_run, tmp_path):
     b = load_bundle(out)
     assert [(f.path, f.precision) for f in b.manifest.files] == [("model_int8_dynamic.onnx", "int8-dynamic")]
     assert b.manifest.parity["model_int8_dynamic.onnx"]["first_action_rms_frac"] <= 0.02
+    import onnxruntime as ort  # the gate's number, measured again on fresh inputs
+
+    feeds = feeds_for(tiny_run, K, seed=13)
+    sess = ort.InferenceSession(str(out / "model_int8_dynamic.onnx"), providers=["CPUExecutionProvider"])
+    assert 0 < first_action_rms_frac(b, sess.run(None, feeds)[0], torch_windows(tiny_run, feeds)) <= 0.02
     # (export.log: the exporting libraries' own output, kept out of the terminal; not a model file)
     assert sorted(p.name for p in out.iterdir() if p.name != "export.log") == ["bundle.json", "model_int8_dynamic.onnx"]
 
@@ -297,8 +307,21 @@ def test_tflite_fp32_and_int8_parity(tflite_bundle, tiny_run):
     assert runner.input_names == ["goal", "noise", "obs"] and runner.k == K  # named inputs, fixed K
     out = runner(feeds)
     assert np.abs(out - ref).max() / np.abs(ref).max() <= 1e-4
+    int8_out = TFLiteRunner(tflite_bundle / f"model_int8_k{K}.tflite")(feeds)  # the gate's number, re-measured
+    assert 0 < first_action_rms_frac(b, int8_out, ref) <= 0.02
     with pytest.raises(ValueError, match=f"K={K}"):
         runner({k: v[:3] for k, v in feeds.items()})
+
+
+def test_tflite_dynamic_int8_parity_measured(tflite_bundle, tiny_run, tmp_path):
+    """Dynamic-range int8 TFLite from the bundle's fp32 file, its parity measured here against torch."""
+    from export.tflite_export import TFLiteRunner, quantize_tflite_dynamic
+
+    dyn = quantize_tflite_dynamic(tflite_bundle / f"model_fp32_k{K}.tflite", tmp_path / f"model_int8dyn_k{K}.tflite")
+    assert dyn.stat().st_size < 0.5 * (tflite_bundle / f"model_fp32_k{K}.tflite").stat().st_size  # int8 weights
+    feeds = feeds_for(tiny_run, K, seed=17)
+    assert 0 < first_action_rms_frac(load_bundle(tflite_bundle), TFLiteRunner(dyn)(feeds),
+                                     torch_windows(tiny_run, feeds)) <= 0.02
 
 
 def test_tflite_bundle_plans_through_runtime(tflite_bundle, tiny_run):
