@@ -19,6 +19,7 @@ from .mazes import D4RL_PROTOCOL, GOAL_RADIUS, Maze
 from .metrics import percentiles_ms
 from .planning import ScoringSpec
 from .progress import Progress
+from .sim_episodes import SimEpisodes
 
 Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]  # obs [E, 4], goal [E, 2] -> actions [E, 2]
 
@@ -269,3 +270,34 @@ def evaluate_pointmaze(run_dir, env: str, o: dict, log=print) -> tuple[dict, str
                           threads=o["threads"], sampler=o["sampler"], sample_steps=o["sample_steps"], log=log)
     suffix = "-random-goals" if proto.goals == "random" else ""
     return report, format_pointmaze_eval(report), f"eval-{env}-{o['protocol']}{suffix}.json"
+
+
+class PointMazeEpisodes(SimEpisodes):
+    """``sim://pointmaze-<maze>``: D4RL's goal cell, the same seeded starts as ``kdp-edge eval``, rewards
+    counted for the protocol's horizon, D4RL-normalised score per episode."""
+
+    metric = "normalized_score"
+
+    def __init__(self, env: str, episodes: int, seed: int):
+        from .envs import env_for
+        from .sim import PointMazePlant
+
+        self.env = env
+        self.maze = env_for(env).maze_name(env)
+        p = D4RL_PROTOCOL[self.maze]
+        self.plant = PointMazePlant(self.maze, seed=seed)
+        self.horizon = self.plant.horizon = p["horizon"]
+        self.starts = episode_starts(Maze.named(self.maze), p["goal_cell"], max(1, episodes), seed)
+        self.goal = self.plant.goal.copy()
+
+    def set_horizon(self, steps: int) -> None:
+        self.horizon = self.plant.horizon = int(steps)  # rewards count for the episode's steps only
+
+    def prepare(self, i: int) -> None:
+        self.plant.next_start = self.starts[i % len(self.starts)]
+
+    def result(self, i: int) -> dict:
+        hits = self.plant.hits
+        return {"episode": i, "return": hits, "success": hits > 0,
+                "normalized_score": float(normalized_score(np.array([hits]), self.maze)[0]),
+                "start": self.starts[i % len(self.starts)].tolist()}

@@ -1,7 +1,9 @@
 """PointMaze simulation (gymnasium-robotics ``PointMaze_*-v3``; needs the ``sim`` extra).
 
 A thin wrapper that drives the MuJoCo point mass directly and leaves goals, rewards and resets to
-kdp-edge, so data generation, evaluation and the virtual robot share one plant.
+kdp-edge, so data generation, evaluation and the virtual robot share one plant
+(:class:`kdp_edge.evaluate.PointMazeEpisodes` plays the evaluation's episodes on it behind
+``sim://pointmaze-*`` ports).
 """
 
 from __future__ import annotations
@@ -122,3 +124,4 @@ class PointMazePlant:
     def info(self) -> dict:
         return {"success": bool(np.linalg.norm(self._state[:2] - self.goal) <= self.goal_radius),
                 "goal": self.goal.tolist(), "steps": self.steps, "steps_at_goal": self.hits}
+

@@ -35,7 +35,7 @@ BAD = {
     "bench: missing bundle": ["bench", "{tmp}/nope"],
     "run: missing bundle": ["run", "{tmp}/nope", "--port", "sim://pointmaze-umaze"],
     "serial-probe: missing port": ["serial-probe", "--port", "/dev/ttyNOPE9"],
-    "virtual-controller: bad combination": ["virtual-controller", "--impl", "c", "--plant", "pointmaze"],
+    "virtual-controller: bad combination": ["virtual-controller", "--impl", "c", "--plant", "pointmaze-umaze"],
     "calibrate io: no source": ["calibrate", "io", "--out", "{tmp}/robot.json"],
     "calibrate latency: missing port": ["calibrate", "latency", "--port", "/dev/ttyNOPE9", "--bundle", "{tmp}/b",
                                         "--out", "{tmp}/t.json"],

@@ -131,6 +131,19 @@ def test_pusht_chain_train_eval_export_bench_plan(tiny_pusht, tmp_path, cli_env)
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["env"] == "pusht"
 
+    # the bundle on PushT's virtual robot, through the serial protocol: two short episodes of the
+    # evaluation's seeds (10 environment steps each; 5 ticks per step at 50 Hz)
+    summary = tmp_path / "run-summary.json"
+    r = subprocess.run(kdp_cmd("run", str(bundle), "--port", "sim://pusht?horizon=10", "--episodes", "2", "--rate", "50",
+                               "--summary", str(summary)), env=cli_env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sim = json.loads(summary.read_text())["sim"]
+    assert (sim["env"], sim["metric"], sim["episodes"]) == ("pusht", "max_coverage", 2)
+    assert [e["seed"] for e in sim["per_episode"]] == [100_000, 100_001]
+    assert all(e["steps"] == 10 or e["success"] for e in sim["per_episode"])
+    assert sim["max_coverage_mean"] == pytest.approx(np.mean([e["max_coverage"] for e in sim["per_episode"]]))
+    assert "max coverage" in r.stderr and "observation history: the last 2 STATEs" in r.stderr
+
     code = BLOCK_TORCH + f"""
 import numpy as np
 from kdp_edge.runtime import Planner
@@ -146,6 +159,39 @@ except Exception as exc:
     r = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "short-obs: PlanInputError" in r.stdout and "12" in r.stdout
+
+
+def test_pusht_plant_steps_at_10_hz_and_idles_in_place():
+    """The virtual robot's PushT plant: seeded resets as the evaluation's, one environment step per 0.1 s
+    of controller time whatever the tick, and 'outputs off' holding the agent where it is."""
+    pytest.importorskip("gym_pusht", reason="the pusht extra (gym-pusht) is not installed")
+    from kdp_edge.pusht import make_env
+    from kdp_edge.pusht_sim import PushTEpisodes
+
+    task = PushTEpisodes("pusht", episodes=2, seed=0)
+    plant = task.plant
+    task.prepare(1)
+    first = plant.reset()
+    ref = make_env()
+    ref_state = ref.reset(seed=100_001)[0]
+    np.testing.assert_allclose(first, pusht_features(ref_state), atol=1e-5)  # episode 1 = eval seed 100001
+    target = np.array([300.0, 300.0])
+    for tick in range(1, 11):  # 50 Hz ticks: one environment step every 5
+        state = plant.step(target, 0.02)
+        assert plant.steps == tick // 5, tick
+    for _ in range(2):
+        ref_state, _, _, _, info = ref.step(target)
+    np.testing.assert_allclose(state, pusht_features(ref_state), atol=1e-4)
+    assert plant.coverage == pytest.approx(info["coverage"])
+    agent = plant.idle_action()
+    np.testing.assert_allclose(agent, ref_state[:2])
+    for _ in range(10):  # outputs off for 1 s: the agent coasts to rest near where it was (not to (0, 0))
+        plant.step(plant.idle_action(), 0.1)
+    assert np.abs(plant.idle_action() - agent).max() < 20.0
+    task.set_horizon(3)
+    assert task.finished() and task.result(1)["seed"] == 100_001
+    ref.close()
+    plant.close()
 
 
 def test_pusht_bench_skips_with_where_it_looked(tmp_path, cli_env):

@@ -23,6 +23,7 @@ import click
 from firmware_bridge.errors import LinkError
 from firmware_bridge.link import DEFAULT_BAUD, SerialLink
 from firmware_bridge.protocol import StateFlags, fw_version_str
+from kdp_edge.envs import sim_names
 
 
 def _floats(text: str) -> list[float]:
@@ -32,23 +33,21 @@ def _floats(text: str) -> list[float]:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from e
 
 
-def _make_plant(name: str, axes: int) -> Any:
+def _make_plant(name: str, axes: int, seed: int) -> Any:
+    """The integrator, or the simulated plant of the environment named ``name`` (as its sim:// port)."""
     if name == "integrator":
         from firmware_bridge.plants import IntegratorPlant
 
         return IntegratorPlant(axes=axes)
-    try:
-        from kdp_edge.sim import PointMazePlant  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise click.ClickException(
-            f"plant 'pointmaze' needs kdp_edge.sim ({e}); install the simulator extras: pip install 'kdp-edge[sim]'"
-        ) from e
-    return PointMazePlant()
+    from kdp_edge.app.run import sim_task
+
+    return sim_task(name, 1, seed).plant
 
 
 @click.command("virtual-controller")
-@click.option("--plant", "plant_name", type=click.Choice(["integrator", "pointmaze"]), default="integrator",
-              show_default=True, help="Plant behind the controller.")
+@click.option("--plant", "plant_name", type=click.Choice(["integrator", *sim_names()]),
+              default="integrator", show_default=True,
+              help="Plant behind the controller: the integrator, or an environment's simulator (as sim:// ports).")
 @click.option("--impl", type=click.Choice(["python", "c"]), default="python", show_default=True,
               help="Python virtual robot, or the C reference firmware built with gcc (integrator only).")
 @click.option("--rate", type=float, default=50.0, show_default=True, help="STATE rate, Hz.")
@@ -76,7 +75,7 @@ def virtual_controller(plant_name: str, impl: str, rate: float, axes: int, max_v
             return
         from firmware_bridge.virtual_robot import start_virtual_robot
 
-        plant = _make_plant(plant_name, axes)
+        plant = _make_plant(plant_name, axes, seed)
         robot = start_virtual_robot(
             plant, rate, seed=seed, max_valid_for_ms=max_valid_ms, latency_ms=latency_ms,
             state_scale=_floats(state_scale), state_offset=_floats(state_offset),

@@ -3,11 +3,13 @@
     kdp-edge run BUNDLE --port /dev/ttyUSB0 --goal 1,1 --log run.jsonl     # a real controller
     kdp-edge run BUNDLE --port sim://pointmaze-umaze --episodes 5           # the virtual robot
 
-``sim://pointmaze-<maze>`` starts the virtual robot (PointMaze physics from the ``sim`` extra,
-served on a pseudo-terminal, same protocol and watchdog as the firmware) in this process and
-connects to its pty like to any serial port; the STATE rate is ``--rate``. In sim, episodes follow
-the D4RL protocol of ``kdp-edge eval`` (goal cell, horizon in simulator steps, reward radius), so
-the serial path's score can be compared with direct evaluation.
+``sim://<env>`` (``pointmaze-<maze>``, ``pusht``) starts that environment's virtual robot (its
+plug-in's ``sim_plant``: PointMaze physics from the ``sim`` extra, gym-pusht from ``pusht``, served on
+a pseudo-terminal, same protocol and watchdog as the firmware) in this process and connects to its
+pty like to any serial port; the STATE rate is ``--rate``. In sim, episodes follow the protocol of
+``kdp-edge eval`` (PointMaze: D4RL's goal cell, horizon in simulator steps, reward radius; PushT:
+the seeded episodes, 300 steps, max coverage), so the serial path's score can be compared with
+direct evaluation.
 
 Every cycle is one JSON line in ``--log`` (see :class:`kdp_edge.runtime.loop.CycleRecord`); the
 summary (latency percentiles, deadline misses, link errors, success in sim) is printed at the end
@@ -119,20 +121,18 @@ class SerialLoopIO:
 
 @dataclass
 class SimTarget:
-    """A virtual robot started for a ``sim://`` port."""
+    """A virtual robot started for a ``sim://`` port, and the episodes played on it."""
 
     env: str
     robot: Any  # VirtualRobot
-    plant: Any  # PointMazePlant
-    horizon: int  # simulator steps per episode (D4RL protocol)
-    starts: np.ndarray  # [episodes, 2] start positions (same as kdp-edge eval with the same seed)
-    goal: np.ndarray
+    task: Any  # kdp_edge.sim_episodes.SimEpisodes: plant, horizon, goal, prepare / finished / result / summary
 
 
 def parse_sim_port(port: str) -> tuple[str, dict[str, str]] | None:
     """``sim://pointmaze-umaze?latency_ms=2`` -> ("pointmaze-umaze", {"latency_ms": "2"}); None if not sim.
 
-    Query parameters: ``latency_ms``, ``max_valid_ms``, and ``state_scale``, ``state_offset``,
+    Query parameters: ``latency_ms``, ``max_valid_ms``, ``horizon`` (simulator steps per episode instead of
+    the protocol's, e.g. short episodes for a smoke test), and ``state_scale``, ``state_offset``,
     ``action_scale``, ``action_offset`` (one value or comma-separated per channel: the virtual robot then
     reports raw state = scale * x + offset and drives the plant with (cmd - offset) / scale, a robot whose
     units differ from the bundle's; see ``kdp-edge calibrate``)."""
@@ -143,25 +143,37 @@ def parse_sim_port(port: str) -> tuple[str, dict[str, str]] | None:
     return env, {k: v[-1] for k, v in parse_qs(u.query).items()}
 
 
-def start_sim(port: str, rate_hz: float, episodes: int, seed: int) -> SimTarget:
+def sim_task(env: str, episodes: int, seed: int, where: str = "", horizon: int | None = None) -> Any:
+    """The :class:`kdp_edge.sim_episodes.SimEpisodes` of environment ``env`` (a clear error for an env
+    without a virtual robot, or without the extra its simulator needs); ``horizon`` shortens (or
+    lengthens) its episodes to that many plant steps."""
     from kdp_edge.envs import env_for, sim_names
     from kdp_edge.errors import require
 
-    env, opts = parse_sim_port(port)
     if env not in sim_names():
-        raise RunError(f"unknown simulated robot '{env}' in {port}: use "
+        raise RunError(f"unknown simulated robot '{env}'{f' in {where}' if where else ''}: use "
                        + ", ".join(f"sim://{n}" for n in sim_names()))
-    require("mujoco", "sim", "the simulated robot (sim:// ports)")
-    from firmware_bridge.virtual_robot import start_virtual_robot
-    from kdp_edge.evaluate import episode_starts
-    from kdp_edge.mazes import D4RL_PROTOCOL, Maze
-    from kdp_edge.sim import PointMazePlant
+    plugin = env_for(env)
+    for module in plugin.sim_needs:
+        require(module, plugin.sim_extra, "the simulated robot (sim:// ports)")
+    task = plugin.load("sim_plant")(env, episodes, seed)
+    if horizon is not None:
+        task.set_horizon(horizon)
+    return task
 
-    maze = env_for(env).maze_name(env)
-    p = D4RL_PROTOCOL[maze]
-    starts = episode_starts(Maze.named(maze), p["goal_cell"], episodes, seed)
-    plant = PointMazePlant(maze, seed=seed)
-    plant.horizon = p["horizon"]
+
+def start_sim(port: str, rate_hz: float, episodes: int, seed: int) -> SimTarget:
+    """Start the virtual robot of the environment a ``sim://<env>`` port names (its plug-in's ``sim_plant``)."""
+    from firmware_bridge.virtual_robot import start_virtual_robot
+
+    env, opts = parse_sim_port(port)
+    try:
+        horizon = int(opts["horizon"]) if "horizon" in opts else None
+    except ValueError as e:
+        raise RunError(f"{port}: horizon must be a whole number of simulator steps, got {opts['horizon']!r}") from e
+    if horizon is not None and horizon < 1:
+        raise RunError(f"{port}: horizon must be at least 1 simulator step, got {horizon}")
+    task = sim_task(env, episodes, seed, where=port, horizon=horizon)
     units = {}
     for k in ("state_scale", "state_offset", "action_scale", "action_offset"):
         if k in opts:
@@ -170,18 +182,18 @@ def start_sim(port: str, rate_hz: float, episodes: int, seed: int) -> SimTarget:
             except ValueError as e:
                 raise RunError(f"{port}: {k} must be comma-separated numbers, got {opts[k]!r}") from e
     try:
-        robot = start_virtual_robot(plant, rate_hz=rate_hz, seed=seed, latency_ms=float(opts.get("latency_ms", 0)),
+        robot = start_virtual_robot(task.plant, rate_hz=rate_hz, seed=seed, latency_ms=float(opts.get("latency_ms", 0)),
                                     max_valid_for_ms=int(opts.get("max_valid_ms", 500)), **units)
     except ValueError as e:
         raise RunError(f"{port}: {e}") from e
-    return SimTarget(env, robot, plant, p["horizon"], starts, plant.goal.copy())
+    return SimTarget(env, robot, task)
 
 
 def check_sim_env(bundle, bundle_env: str, sim_env: str) -> None:
-    """Refuse a bundle made for another environment than the ``sim://`` port's (its goal and maze differ)."""
+    """Refuse a bundle made for another environment than the ``sim://`` port's."""
     if bundle_env and sim_env != bundle_env:
         raise RunError(f"bundle {bundle} was exported for {bundle_env} (bundle.json 'env'), the port simulates "
-                       f"{sim_env}: its goal and walls are another maze's. fix: use --port sim://{bundle_env}, or "
+                       f"{sim_env}, another task (its observations, goal and physics differ). fix: use --port sim://{bundle_env}, or "
                        f"a bundle trained on {sim_env}")
 
 
@@ -469,7 +481,7 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
             raise RunError(f"controller on {opts.port} has state_dim {caps.state_dim} / action_dim {caps.action_dim}, "
                            f"the bundle expects {state_dim} / {m.act_dim}: wrong bundle for this robot, or map the "
                            "robot's units with a calibration file")
-        goal = np.asarray(opts.goal, np.float32) if opts.goal else (sim.goal.astype(np.float32) if sim else None)
+        goal = np.asarray(opts.goal, np.float32) if opts.goal else (sim.task.goal.astype(np.float32) if sim and sim.task.goal is not None else None)
         if m.goal_dim and (goal is None or len(goal) != m.goal_dim or not np.isfinite(goal).all()):
             raise RunError(f"the bundle is goal-conditioned ({m.goal_dim} goal values): pass --goal "
                            + ",".join(["X"] * m.goal_dim))
@@ -529,7 +541,7 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
         log(f"warm-up: {wu['plans']} whole plans, first {wu['first_ms']:.2f} ms, max {wu['max_ms']:.2f} ms, "
             f"{wu['over_deadline']} over the {wu['deadline_ms']:.1f} ms deadline (not counted as loop misses)")
         if sim is not None:  # the first episode starts now, not when the robot was started
-            sim.plant.next_start = sim.starts[0]
+            sim.task.prepare(0)
             sim.robot.reset_plant()
         log(f"planning with {planner.describe()} at {rate:g} Hz ({opts.sync} sync); Ctrl-C stops")
         t_start = time.monotonic()
@@ -553,7 +565,7 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
             if timing is not None:
                 summary["timing"] = {"file": str(opts.timing), "rate_hz": rate, "offset_ms": offset_ms}
             if sim is not None:
-                summary["sim"] = sim_summary(sim, episodes)
+                summary["sim"] = sim.task.summary(episodes)
             return summary
 
         periodic = PeriodicSummary(opts.summary_path, opts.summary_every_s, build_summary)
@@ -566,15 +578,15 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
                     break
                 loop.step()
                 periodic.maybe()
-                if sim is not None and sim.plant.steps >= sim.horizon:
-                    episodes.append(episode_result(sim, episode["i"]))
-                    log(f"episode {episode['i']}: score {episodes[-1]['normalized_score']:.1f}, "
-                        f"success {episodes[-1]['success']}")
+                if sim is not None and sim.task.finished():
+                    episodes.append(sim.task.result(episode["i"]))
+                    log(f"episode {episode['i']}: {sim.task.metric.replace('_', ' ')} "
+                        f"{episodes[-1][sim.task.metric]:.3g}, success {episodes[-1]['success']}")
                     episode["i"] += 1
                     if episode["i"] >= opts.episodes and opts.duration_s is None and opts.cycles is None:
                         break
                     link.send_stop()  # the last episode's action must not drive the new start
-                    sim.plant.next_start = sim.starts[episode["i"] % len(sim.starts)]
+                    sim.task.prepare(episode["i"])
                     sim.robot.reset_plant()
                     loop.newest = None  # plans of the previous episode are not a fallback for this one
                     if history is not None:
@@ -587,28 +599,6 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
         link.send_stop()
         jl.close()  # flushed before the final summary names its line count
         return periodic.write(final=True)
-
-
-def episode_result(sim: SimTarget, i: int) -> dict:
-    from kdp_edge.envs import env_for
-    from kdp_edge.evaluate import normalized_score
-
-    hits = sim.plant.hits
-    return {"episode": i, "return": hits, "success": hits > 0,
-            "normalized_score": float(normalized_score(np.array([hits]), env_for(sim.env).maze_name(sim.env))[0]),
-            "start": sim.starts[i % len(sim.starts)].tolist()}
-
-
-def sim_summary(sim: SimTarget, episodes: list[dict]) -> dict:
-    out: dict[str, Any] = {"env": sim.env, "episodes": len(episodes), "horizon_sim_steps": sim.horizon}
-    if episodes:
-        s = np.array([e["normalized_score"] for e in episodes])
-        out.update(normalized_score_mean=float(s.mean()),
-                   normalized_score_sem=float(s.std(ddof=1) / np.sqrt(len(s))) if len(s) > 1 else 0.0,
-                   success_rate=float(np.mean([e["success"] for e in episodes])), per_episode=episodes)
-    else:
-        out["note"] = "no episode finished (run longer: an episode is the D4RL horizon in simulator steps)"
-    return out
 
 
 def format_summary(s: dict) -> str:
@@ -648,8 +638,9 @@ def format_summary(s: dict) -> str:
     if "sim" in s:
         sm = s["sim"]
         if sm.get("episodes"):
-            lines.append(f"sim {sm['env']}: {sm['episodes']} episodes, normalised score "
-                         f"{sm['normalized_score_mean']:.1f} ± {sm['normalized_score_sem']:.1f}, "
+            metric = sm.get("metric", "normalized_score")
+            lines.append(f"sim {sm['env']}: {sm['episodes']} episodes, {metric.replace('_', ' ')} "
+                         f"{sm[metric + '_mean']:.3g} ± {sm[metric + '_sem']:.2g}, "
                          f"success {100 * sm['success_rate']:.0f}%")
         else:
             lines.append(f"sim {sm['env']}: {sm['note']}")

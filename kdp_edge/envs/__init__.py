@@ -3,7 +3,7 @@
 An :class:`Environment` owns what kdp-edge knows about a task: which env names it answers to, the
 data's step period, how plans are scored, plausible raw conditions (for latency benchmarks and for
 export parity when the training data is absent), fallback action limits, whether its datasets get
-hindsight goals, and where its closed-loop evaluation and export check live. Callers ask
+hindsight goals, and where its closed-loop evaluation, export check and virtual robot live. Callers ask
 :func:`env_for` instead of testing env names.
 
 This package and its modules import nothing heavy at import time (the CLI reads the env names for
@@ -33,7 +33,11 @@ class Environment:
     closed_loop = ""  # "module:function" scoring exported models in closed loop (export parity)
     closed_loop_needs: tuple[str, ...] = ()  # importable modules the closed loop needs (extras)
     closed_loop_extra = ""  # the pip extra that provides them
-    sim_robot = False  # its env names can be sim:// ports of kdp-edge run (a virtual robot on a pty)
+    # "module:function" (env, episodes, seed) -> kdp_edge.sim_episodes.SimEpisodes: the plant and episodes
+    # behind ``kdp-edge run --port sim://<env name>`` (a virtual robot on a pty); "": no virtual robot
+    sim_plant = ""
+    sim_needs: tuple[str, ...] = ()  # importable modules the virtual robot needs (extras)
+    sim_extra = ""  # the pip extra that provides them
 
     def matches(self, env: str) -> bool:
         return env == self.name
@@ -55,9 +59,9 @@ class Environment:
         return None
 
     def load(self, what: str) -> Callable:
-        """The function named by attribute ``what`` (``evaluate`` or ``closed_loop``)."""
+        """The function named by attribute ``what`` (``evaluate``, ``closed_loop`` or ``sim_plant``)."""
         spec = getattr(self, what)
-        if not spec:
+        if not spec:  # (what: evaluate, closed_loop or sim_plant)
             from ..errors import KDPError
 
             raise KDPError(f"environment '{self.name}' has no {what.replace('_', ' ')}; "
@@ -106,7 +110,7 @@ def names() -> list[str]:
 
 def sim_names() -> list[str]:
     """Env names that ``kdp-edge run --port sim://NAME`` can start a virtual robot for."""
-    return [n for e in ENVIRONMENTS if e.sim_robot for n in getattr(e, "variants", [e.name])]
+    return [n for e in ENVIRONMENTS if e.sim_plant for n in getattr(e, "variants", [e.name])]
 
 
 def plausible_conditions(env: str, obs_dim: int, goal_dim: int, n: int, seed: int = 0, goals: int = 4) -> list[Condition]:

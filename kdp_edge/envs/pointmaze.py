@@ -3,8 +3,8 @@
 Data steps are one 10 ms mujoco step; plans are scored by the maze's geodesic distance with a wall
 penalty; actions are forces in [-1, 1]; datasets without goals get hindsight goals; evaluation is
 the D4RL maze2d protocol (:mod:`kdp_edge.evaluate`), the export's closed-loop check runs the same
-protocol on every exported model (:mod:`export.closed_loop`). The virtual robot plant for
-``sim://pointmaze-*`` ports is :class:`kdp_edge.sim.PointMazePlant`.
+protocol on every exported model (:mod:`export.closed_loop`). The virtual robot behind
+``sim://pointmaze-*`` ports is :class:`kdp_edge.evaluate.PointMazeEpisodes`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ class PointMaze(Environment):
     closed_loop = "export.closed_loop:pointmaze_scores"
     closed_loop_needs = ("gymnasium", "gymnasium_robotics", "mujoco")
     closed_loop_extra = "sim"
-    sim_robot = True
+    sim_plant = "kdp_edge.evaluate:PointMazeEpisodes"
+    sim_needs = ("gymnasium", "gymnasium_robotics", "mujoco")
+    sim_extra = "sim"
 
     def matches(self, env: str) -> bool:
         return env.startswith("pointmaze")

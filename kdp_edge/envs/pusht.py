@@ -2,7 +2,8 @@
 
 Data steps are 0.1 s (10 Hz demonstrations); goal-free, so plans are chosen by consensus over the
 executed action chunk; evaluation is Diffusion Policy's low-dim protocol (:mod:`kdp_edge.pusht`),
-the export's closed-loop check runs it on every exported model (:mod:`export.closed_loop`).
+the export's closed-loop check runs it on every exported model (:mod:`export.closed_loop`); the
+virtual robot behind ``sim://pusht`` is :class:`kdp_edge.pusht_sim.PushTEpisodes`.
 """
 
 from __future__ import annotations
@@ -17,3 +18,6 @@ class PushT(Environment):
     closed_loop = "export.closed_loop:pusht_scores"
     closed_loop_needs = ("gym_pusht",)
     closed_loop_extra = "pusht"
+    sim_plant = "kdp_edge.pusht_sim:PushTEpisodes"
+    sim_needs = ("gym_pusht",)
+    sim_extra = "pusht"
