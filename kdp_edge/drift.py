@@ -60,6 +60,14 @@ class DriftConfig:
     temperatures: list[float] = field(default_factory=lambda: [0.05, 0.2, 0.5])
     key: KeySpec = field(default_factory=KeySpec)
     exclude_self: bool = True  # a generated sample is not its own negative
+    # Gain on the repulsion term (V = V+ - repulsion * V-). 1 is the drifting field, whose fixed point is
+    # the data distribution; above 1 the generated windows settle wider than the data, a trained knob for
+    # the candidate diversity that best-of-K planning exploits (bench/study.py --study repulsion).
+    repulsion: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.repulsion > 0:
+            raise ValueError(f"drift.repulsion must be > 0 (1: the drifting field), got {self.repulsion}")
 
 
 def window_keys(windows: torch.Tensor, cond: torch.Tensor, spec: KeySpec) -> torch.Tensor:
@@ -126,11 +134,13 @@ def drift_field(
     temperatures: list[float],
     exclude_self: bool = True,
     y_neg: torch.Tensor | None = None,
+    repulsion: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The drift V [G, N, W] of generated windows x [G, N, W] (no gradient flows through V).
 
     y_pos [G, P, W] are the positives; the negatives y_neg default to x itself (stop-gradient).
     d_neg [G, N, N] and d_pos [G, N, P] are key-space distances (see :func:`key_distances`).
+    ``repulsion`` scales the pull away from the negatives against the pull towards the positives.
     Returns V and the raw drift norms ``lambda_<tau>`` (RMS of V_tau before normalisation).
     """
     x = x.detach()
@@ -142,7 +152,9 @@ def drift_field(
         a_neg, a_pos = affinity(d_neg, d_pos, tau, exclude_self)
         w_pos = a_pos * a_neg.sum(-1, keepdim=True)
         w_neg = a_neg * a_pos.sum(-1, keepdim=True)
-        v_tau = w_pos @ y_pos - w_neg @ y_neg
+        attract = w_pos @ y_pos - w_pos.sum(-1, keepdim=True) * x  # weighted displacement to the positives
+        repel = w_neg @ y_neg - w_neg.sum(-1, keepdim=True) * x  # ... and to the negatives
+        v_tau = attract - repulsion * repel  # (the x terms cancel at repulsion 1: equal weight sums)
         rms = v_tau.pow(2).mean().sqrt()
         norms[f"lambda_{tau:g}"] = float(rms)
         drift = drift + v_tau / (rms + _EPS)
@@ -166,7 +178,8 @@ def keyed_drift_loss(
     gen_cond_each = gen_cond[:, None, :].expand(g, n, gen_cond.shape[-1])
     d_neg, d_pos = key_distances(gen.detach(), gen_cond_each, pos, pos_cond, cfg.key)
     x = gen.flatten(2)
-    v, stats = drift_field(x, pos.flatten(2), d_neg, d_pos, cfg.temperatures, cfg.exclude_self)
+    v, stats = drift_field(x, pos.flatten(2), d_neg, d_pos, cfg.temperatures, cfg.exclude_self,
+                           repulsion=cfg.repulsion)
     loss = F.mse_loss(x, (x + v).detach())
     stats["drift_rms"] = float(v.pow(2).mean().sqrt())
     return loss, stats

@@ -20,6 +20,20 @@ def test_drift_is_zero_when_generated_equals_data():
     assert v.abs().max() < 1e-4
 
 
+def test_repulsion_above_one_spreads_a_matched_cloud():
+    """At q = p the drifting field is still (above); with repulsion > 1 it pushes the samples outward
+    (a wider fixed point), below 1 inward; a non-positive gain is refused."""
+    z = _rand(3, 32, 6, seed=7)
+    d = torch.cdist(z, z)
+    outward = z - z.mean(dim=1, keepdim=True)
+    for gain, sign in ((1.5, 1.0), (0.5, -1.0)):
+        v, _ = drift_field(z, z, d, d, TEMPS, exclude_self=False, y_neg=z, repulsion=gain)
+        assert sign * (v * outward).sum(-1).mean() > 0, gain
+    assert DriftConfig().repulsion == 1.0
+    with pytest.raises(ValueError, match="repulsion"):
+        DriftConfig(repulsion=0.0)
+
+
 def test_drift_nonzero_and_attractive_when_shifted():
     """Generated samples displaced from the data are pulled back toward it."""
     data = _rand(2, 32, 6)
