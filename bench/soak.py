@@ -78,6 +78,9 @@ class SoakConfig:
     goal: tuple[float, float] = (-1.0, 1.0)  # UMaze D4RL goal cell (1, 1)
     start: tuple[float, float] = (-1.0, -1.0)  # the controller reports x = start + integrated position
     extra_run_args: list[str] = field(default_factory=list)
+    # SCHED_FIFO priority of kdp-edge run's loop (--realtime) and of the controller process, which stands in
+    # for a microcontroller nothing else runs on; None: both under the default policy
+    realtime: int | None = None
 
 
 def terminate(proc: subprocess.Popen, timeout: float) -> None:
@@ -166,7 +169,9 @@ def run_soak(bundle: str | Path, cfg: SoakConfig, work: Path, log=print) -> dict
                "--log-max-mb", str(cfg.log_max_mb), "--log-keep", str(cfg.log_keep),
                "--summary", str(summary_path), "--summary-every", str(cfg.summary_every_s),
                "--obs-abs-max", str(cfg.obs_abs_max), "--slow-plan-ms", str(cfg.slow_plan_ms), "--slow-plan-toggle",
-               *cfg.extra_run_args]
+               *(["--realtime", str(cfg.realtime)] if cfg.realtime else []), *cfg.extra_run_args]
+    if cfg.realtime:
+        os.sched_setscheduler(vc.proc.pid, os.SCHED_FIFO, os.sched_param(cfg.realtime))
     out_f = open(work / "run.stdout", "w")  # noqa: SIM115
     err_f = open(work / "run.stderr", "w")  # noqa: SIM115
     proc = subprocess.Popen(run_cmd, env=env, stdout=out_f, stderr=err_f)
@@ -380,7 +385,9 @@ def to_markdown(res: dict) -> str:
     lines = [provenance_line(res["provenance"]), "",
              f"Soak: {cfg['duration_s'] / 60:g} min at {cfg['rate_hz']:g} Hz, `kdp-edge run` (bundle {res['bundle']}) "
              f"against the C reference controller in its own process over a pty; a fault every {cfg['fault_gap_s']:g} s "
-             f"(round robin: {', '.join(cfg['faults'])}), SIGTERM at the end. Wall time {res['wall_s']:.0f} s.", "",
+             f"(round robin: {', '.join(cfg['faults'])}), SIGTERM at the end. Wall time {res['wall_s']:.0f} s. Scheduling: "
+             + (f"SCHED_FIFO priority {cfg['realtime']} for the run loop and the controller (`--realtime`)."
+                if cfg.get("realtime") else "the default policy (no `--realtime`)."), "",
              "| check | result |", "|---|---|"]
     lines += [f"| {k.replace('_', ' ')} | {'PASS' if v else 'FAIL'} |" for k, v in res["checks"].items()]
     lines += ["", "| metric | value |", "|---|---|",
@@ -431,6 +438,8 @@ def main() -> None:
     ap.add_argument("--sample-minutes", type=float, default=5.0)
     ap.add_argument("--log-max-mb", type=float, default=5.0)
     ap.add_argument("--log-keep", type=int, default=3)
+    ap.add_argument("--realtime", type=int, default=None, metavar="PRIO",
+                    help="SCHED_FIFO priority of the run loop (kdp-edge run --realtime) and of the controller process")
     ap.add_argument("--out", default="bench/results/soak")
     ap.add_argument("--work", default=None, help="logs and summary of the run (default: a temporary directory)")
     args = ap.parse_args()
@@ -449,7 +458,8 @@ def main() -> None:
     dur = 60.0 * args.minutes
     gap = args.fault_gap or max(5.0, min(60.0, dur / (2 * len(FAULTS) + 2)))
     cfg = SoakConfig(duration_s=dur, rate_hz=args.rate, fault_gap_s=gap, first_fault_s=min(20.0, gap),
-                     sample_every_s=60.0 * args.sample_minutes, log_max_mb=args.log_max_mb, log_keep=args.log_keep)
+                     sample_every_s=60.0 * args.sample_minutes, log_max_mb=args.log_max_mb, log_keep=args.log_keep,
+                     realtime=args.realtime)
     prov = provenance()  # the code that runs, recorded before the run (others may commit meanwhile)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="kdp-soak-"))
     print(f"soak: {args.minutes:g} min, a fault every {gap:g} s; run files in {work}", flush=True)
@@ -461,7 +471,7 @@ def main() -> None:
     res["provenance"] = prov
     res["bundle"] = str(args.bundle)
     out = Path(args.out)
-    tag = f"soak-{args.minutes:g}min"
+    tag = f"soak-{args.minutes:g}min" + (f"-rt{args.realtime}" if args.realtime else "")
     atomic_write_json(out / f"{tag}.json", res)
     md = to_markdown(res)
     atomic_write_text(out / f"{tag}.md", md)

@@ -240,10 +240,13 @@ def serial_probe(port: str, baud: int, n_states: int, timeout: float, as_json: b
               help="--bus: LeRobot's calibration JSON (as is) or ours: ticks <-> the bundle's units, ranges")
 @click.option("--on-stop", type=click.Choice(["hold", "torque-off"]), default="hold", show_default=True,
               help="--bus: what the servos do at the end, on Ctrl-C / SIGTERM and when the bus is lost")
+@click.option("--realtime", type=click.IntRange(min=1, max=99), default=None, metavar="PRIO",
+              help="run the control loop's thread under SCHED_FIFO at this priority (Linux; needs root, CAP_SYS_NICE "
+                   "or an rtprio limit): other load no longer stretches the latency tail")
 def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, offset_ms, backend, precision,
             candidates, threads, seed, log_path, log_max_mb, log_keep, summary_path, summary_every, obs_abs_max,
             slow_plan_ms, slow_plan_toggle, calibration_path, timing_path, bus, motors, servo_calibration,
-            on_stop) -> None:
+            on_stop, realtime) -> None:
     """Plan and stream actions to a motor controller; log timing per cycle (Ctrl-C stops cleanly)."""
     from kdp_edge.app.run import RunOptions, format_summary, run
     from kdp_edge.errors import KDPError
@@ -265,7 +268,7 @@ def run_cmd(bundle, port, baud, rate, sync, duration, cycles, episodes, goal, of
                       log_max_mb=log_max_mb or 0.0, log_keep=log_keep, summary_path=summary_path,
                       summary_every_s=summary_every, obs_abs_max=obs_abs_max or 0.0,
                       slow_plan_ms=slow_plan_ms, slow_plan_toggle=slow_plan_toggle, calibration=calibration_path,
-                      timing=timing_path)
+                      timing=timing_path, realtime=realtime)
     if servo:
         opts.bus, opts.motors, opts.servo_calibration, opts.on_stop = bus, motor_ids, servo_calibration, on_stop
     opts.baud = baud or (1_000_000 if servo else DEFAULT_BAUD)

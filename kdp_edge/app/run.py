@@ -41,6 +41,7 @@ import numpy as np
 
 from firmware_bridge.errors import LinkError
 from firmware_bridge.link import DEFAULT_BAUD, SerialLink
+from kdp_edge.app.realtime import realtime
 from kdp_edge.errors import KDPError
 from kdp_edge.runtime.loop import ControlLoop, CycleRecord, LatencyHistogram, LoopConfig, Observation
 
@@ -231,6 +232,7 @@ class RunOptions:
     motors: list[int] | None = None  # servo IDs in state / action order
     servo_calibration: str | None = None  # LeRobot's calibration JSON or ours: ticks <-> bundle units
     on_stop: str = "hold"  # the servos' safe action at the end: hold | torque-off
+    realtime: int | None = None  # SCHED_FIFO priority of the control loop's thread (Linux); None: default policy
     extra: dict = field(default_factory=dict)
 
 
@@ -546,8 +548,11 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
         log(f"planning with {planner.describe()} at {rate:g} Hz ({opts.sync} sync); Ctrl-C stops")
         t_start = time.monotonic()
 
+        scheduling: dict[str, Any] = {}
+
         def build_summary() -> dict:
             summary = loop.summary(histograms=True)
+            summary["scheduling"] = dict(scheduling)
             if slow is not None:
                 summary["histograms"]["plan_ms_unslowed"] = unslowed.sparse()
             summary["link"] = {k: v for k, v in link.stats.items() if k != "connected"}
@@ -569,6 +574,10 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
             return summary
 
         periodic = PeriodicSummary(opts.summary_path, opts.summary_every_s, build_summary)
+        # after the summary writer started (threads inherit the policy): only this loop's thread is real-time
+        scheduling.update(stack.enter_context(realtime(opts.realtime)) or {"policy": "default"})
+        if opts.realtime is not None:
+            log(f"control loop thread: SCHED_FIFO priority {opts.realtime}")
         t_end = None if opts.duration_s is None else time.monotonic() + opts.duration_s
         try:
             while stop["signal"] is None:
