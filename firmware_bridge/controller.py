@@ -42,6 +42,17 @@ class ActionRecord:
     reason: str
 
 
+@dataclass(frozen=True)
+class WatchdogTrip:
+    """One watchdog trip on the controller's clock (seconds, as given to ``handle`` / ``poll``): ``deadline``
+    is the expired ACTION's receive time + min(valid_for, max_valid_for), ``time`` the check that found it
+    passed (never before ``deadline``), ``action_seq`` the expired ACTION's seq."""
+
+    time: float
+    deadline: float
+    action_seq: int
+
+
 class ControllerCore:
     """Protocol state machine of a controller. ``send`` transmits a message; seqs are assigned here."""
 
@@ -74,6 +85,7 @@ class ControllerCore:
         self._clock_us = clock_us
         self.stats: collections.Counter[str] = collections.Counter()
         self.action_log: list[ActionRecord] = []
+        self.watchdog_log: list[WatchdogTrip] = []
         self.tx_seq = 0
         self.outputs = [0.0] * self.action_dim
         self.active = False
@@ -183,8 +195,9 @@ class ControllerCore:
             self.stats["host_faults"] += 1
 
     def poll(self, now: float) -> None:
-        """Watchdog: zero the outputs once the active ACTION expired."""
+        """Watchdog: zero the outputs once the active ACTION expired (each trip is kept in ``watchdog_log``)."""
         if self.active and now >= self.deadline:
+            self.watchdog_log.append(WatchdogTrip(now, self.deadline, self.last_action_seq))
             self._zero()
             self.watchdog_tripped = True
             self.stats["watchdog_trips"] += 1

@@ -15,7 +15,13 @@ Units: ``state_scale/offset`` and ``action_scale/offset`` model a controller who
 from the plant's: reported state = state_scale * x + state_offset; a received command c drives
 the plant with a = (c - action_offset) / action_scale. ``latency_ms`` delays every received frame.
 
-Fault injection for tests (all thread-safe): :meth:`inject_garbage`, :meth:`corrupt_next_states`
+Observation for tests (thread-safe): the controller's own record of what it did, on its clock
+(``time.monotonic`` seconds as the robot thread saw them, not when a host happened to look):
+:attr:`tick_log` (every tick: when it was due, when it ran, the STATE it sent and its flags),
+:attr:`action_log`, :attr:`watchdog_log`, and :meth:`wait_for` to wait for a condition on them
+instead of sleeping a guessed time.
+
+Fault injection for tests (thread-safe too): :meth:`inject_garbage`, :meth:`corrupt_next_states`
 (bit flips, truncation, lost delimiters, duplicates), :meth:`replay_old_states` (out-of-order seqs),
 :meth:`nan_states`, :meth:`reboot` (new boot id, seq restarts), :meth:`reopen_pty` (the port
 disappears and comes back under the same path), :meth:`mute` and :meth:`noise` (wrong-baud look-alike).
@@ -35,16 +41,39 @@ import time
 import tty
 import weakref
 import zlib
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
-from .controller import ActionRecord, ControllerCore
+from .controller import ActionRecord, ControllerCore, WatchdogTrip
 from .plants import IntegratorPlant, Plant
 from .protocol import FrameDecoder, Message, ResetCause, State, StateFlags, encode, fw_version_u32
 from .seqnum import U32_MOD
 
 CORRUPTIONS = ("bitflip", "truncate", "drop_delimiter", "duplicate")
+TICK_LOG_LEN = 8192  # ticks kept in VirtualRobot.tick_log (82 s at 100 Hz)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TickRecord:
+    """One control tick of the current boot, on the controller's clock (``time.monotonic`` seconds).
+
+    ``due`` is the tick's place in the schedule (one period after the previous tick's due time, or, when
+    the previous tick ran more than two periods late, one period after it ran: the thread skips ticks rather
+    than bunching them), ``time`` when the robot thread ran it (>= ``due``;
+    the watchdog was checked at this same time just before, so ``flags`` are the condition at ``time``),
+    ``seq`` / ``flags`` / ``last_action_seq`` the STATE it sent."""
+
+    tick: int
+    due: float
+    time: float
+    seq: int
+    flags: int
+    last_action_seq: int
 
 
 def _vec(x: float | np.ndarray | list[float], n: int, what: str) -> np.ndarray:
@@ -101,6 +130,9 @@ class VirtualRobot:
 
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)  # notified after every pass of the robot thread
+        self._ticks: collections.deque[TickRecord] = collections.deque(maxlen=TICK_LOG_LEN)
+        self._tick_count = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._dir = tempfile.mkdtemp(prefix="kdp-vr-")
@@ -231,9 +263,36 @@ class VirtualRobot:
 
     @property
     def action_log(self) -> list[ActionRecord]:
-        """Every ACTION received in the current boot, accepted or not."""
+        """Every ACTION received in the current boot, accepted or not (``rx_time``: controller clock)."""
         with self._lock:
             return list(self.core.action_log)
+
+    @property
+    def watchdog_log(self) -> list[WatchdogTrip]:
+        """Every watchdog trip in the current boot (controller clock)."""
+        with self._lock:
+            return list(self.core.watchdog_log)
+
+    @property
+    def ticks(self) -> int:
+        """Ticks run (plant steps, one STATE each) in the current boot."""
+        with self._lock:
+            return self._tick_count
+
+    @property
+    def tick_log(self) -> list[TickRecord]:
+        """The last ``TICK_LOG_LEN`` ticks of the current boot, oldest first."""
+        with self._lock:
+            return list(self._ticks)
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0) -> T:
+        """Wait until ``predicate()`` is true; returns its last value (false after ``timeout`` seconds).
+
+        ``predicate`` is evaluated with the robot's lock held after each pass of the robot thread (a tick,
+        a received frame, a watchdog check), so it sees a consistent controller; it may use the robot's
+        properties. For tests: wait for what the controller did rather than for a guessed time."""
+        with self._changed:
+            return self._changed.wait_for(predicate, timeout)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -345,6 +404,7 @@ class VirtualRobot:
             return
         if now < self._noise_until:
             data = bytes(self._rng.getrandbits(8) for _ in range(len(data)))
+            self.counters["tx_noise"] += 1
         if self._pending_garbage:
             data = bytes(self._pending_garbage) + data
             self._pending_garbage.clear()
@@ -380,7 +440,7 @@ class VirtualRobot:
             else:
                 self.core.handle(msg, now)
 
-    def _tick(self) -> None:
+    def _tick(self, due: float, now: float) -> None:
         core = self.core
         if core.active:
             phys = (np.asarray(core.outputs) - self.action_offset) / self.action_scale
@@ -396,7 +456,9 @@ class VirtualRobot:
         info = getattr(self.plant, "info", None)
         if callable(info) and info().get("success"):
             extra |= StateFlags.SUCCESS
-        core.send_state(values, int(extra))
+        st = core.send_state(values, int(extra))
+        self._ticks.append(TickRecord(self._tick_count, due, now, st.seq, st.flags, st.last_action_seq))
+        self._tick_count += 1
 
     def _do_command(self, name: str, arg: Any, now: float) -> bool:
         """Run a queued command; returns False if it must be retried later."""
@@ -409,6 +471,8 @@ class VirtualRobot:
             self._rx_decoder.reset()
             self._history.clear()
             self._plant_state = np.asarray(self.plant.reset(self.seed), dtype=np.float64)
+            self._ticks.clear()
+            self._tick_count = 0
             self._new_core()
             self.core.boot(int(arg))
             return True
@@ -462,11 +526,12 @@ class VirtualRobot:
                         next_tick = now
                 self.core.poll(now)
                 if now >= next_tick:
-                    self._tick()
+                    self._tick(next_tick, now)
                     next_tick += self.period_s
                     if next_tick < now - self.period_s:
                         next_tick = now + self.period_s
                 self._flush()
+                self._changed.notify_all()
 
 
 def start_virtual_robot(plant: Plant | Any | None = None, rate_hz: float = 50.0, **kwargs: Any) -> VirtualRobot:
@@ -474,4 +539,4 @@ def start_virtual_robot(plant: Plant | Any | None = None, rate_hz: float = 50.0,
     return VirtualRobot(plant if plant is not None else IntegratorPlant(), rate_hz, **kwargs).start()
 
 
-__all__ = ["VirtualRobot", "start_virtual_robot", "IntegratorPlant", "CORRUPTIONS"]
+__all__ = ["VirtualRobot", "start_virtual_robot", "IntegratorPlant", "CORRUPTIONS", "TickRecord", "WatchdogTrip"]

@@ -39,7 +39,9 @@ Memory is bounded: latencies go into fixed-size log-binned histograms (:class:`L
 about 1 % resolution, exact max), not per-cycle lists, so a loop can run for days.
 
 The loop talks to the robot through a :class:`LoopIO` (the serial bridge provides one; tests use
-in-memory ones), so it imports nothing but numpy.
+in-memory ones), so it imports nothing but numpy. Its clock is ``time.monotonic`` / ``time.sleep`` unless
+``clock`` / ``sleep`` are given (tests: a fake clock that sleeping and planning advance, so timing rules
+are checked exactly, whatever the machine's load); the observations' ``t_rx`` must be on the same clock.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def percentiles_from_counts(counts, qs=(50, 95, 99)) -> dict[str, float]:
 class Observation:
     values: np.ndarray  # raw observation [obs_dim]
     seq: int  # controller sequence number (what an action must be tagged with)
-    t_rx: float  # host monotonic receive time, seconds (time.monotonic clock)
+    t_rx: float  # host receive time, seconds, on the loop's clock (time.monotonic unless injected)
     flags: int = 0
 
 
@@ -196,14 +198,15 @@ class CycleRecord:
         return asdict(self)
 
 
-def wait_until(t: float, spin_s: float = 0.001) -> None:
-    """Sleep until ``spin_s`` before ``t`` (monotonic clock), then spin."""
+def wait_until(t: float, spin_s: float = 0.001, clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep) -> None:
+    """Sleep until ``spin_s`` before ``t`` (on ``clock``, default the monotonic clock), then spin."""
     while True:
-        dt = t - time.monotonic()
+        dt = t - clock()
         if dt <= 0:
             return
         if dt > spin_s:
-            time.sleep(dt - spin_s)
+            sleep(dt - spin_s)
 
 
 class ControlLoop:
@@ -211,8 +214,10 @@ class ControlLoop:
 
     def __init__(self, planner, io: LoopIO, cfg: LoopConfig, goal: np.ndarray | None = None,
                  on_cycle: Callable[[CycleRecord], None] | None = None,
-                 link_stats: Callable[[], dict] | None = None):
+                 link_stats: Callable[[], dict] | None = None, *,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.planner, self.io, self.cfg = planner, io, cfg
+        self.clock, self.sleep = clock, sleep  # seconds; the observations' t_rx are on this clock
         self.goal = None if goal is None else np.asarray(goal, np.float32)
         self.on_cycle = on_cycle
         self.link_stats = link_stats
@@ -273,13 +278,13 @@ class ControlLoop:
         deadline_ms = 1e3 * self.cfg.deadline_frac * self.cfg.period_s
         ms: list[float] = []
         for _ in range(max(0, int(n))):
-            t0 = time.monotonic()
+            t0 = self.clock()
             o = Observation(values, -1, t0)
             plan = self.planner.plan(values, self.goal)
-            now = time.monotonic()
+            now = self.clock()
             self.fresh_action(plan, o, now + self.step_dt)  # the multi-step path (step_action, clip) too
             self.planner.clip(plan.step_action(min(1, self.horizon - 1), self.act_slice))
-            ms.append(1e3 * (time.monotonic() - t0))
+            ms.append(1e3 * (self.clock() - t0))
         self.warmup = {"plans": len(ms), "first_ms": ms[0] if ms else 0.0, "max_ms": max(ms, default=0.0),
                        "last_ms": ms[-1] if ms else 0.0, "deadline_ms": deadline_ms,
                        "over_deadline": int(sum(m > deadline_ms for m in ms))}
@@ -290,22 +295,22 @@ class ControlLoop:
         cfg = self.cfg
         if cfg.sync == "state":
             obs = self.io.read_observation(timeout=3 * cfg.period_s)
-            t = obs.t_rx if obs is not None else time.monotonic()
+            t = obs.t_rx if obs is not None else self.clock()
             return t, obs
-        now = time.monotonic()
+        now = self.clock()
         if self._next_tick is None or now - self._next_tick > cfg.period_s:
             if self._next_tick is not None:  # a whole period behind (an overrun): skip the lost ticks
                 self.counts["ticks_skipped"] += int((now - self._next_tick) / cfg.period_s)
             self._next_tick = now
         tick = self._next_tick
-        wait_until(tick, cfg.spin_s)
+        wait_until(tick, cfg.spin_s, self.clock, self.sleep)
         self._next_tick = tick + cfg.period_s
         return tick, self.io.read_observation(timeout=0.0)
 
     def step(self) -> CycleRecord:
         cfg = self.cfg
         tick, obs = self._wait()
-        t_start = time.monotonic()
+        t_start = self.clock()
         jitter = 1e3 * (t_start - tick)
         deadline = tick + cfg.deadline_frac * cfg.period_s
         plan = None
@@ -316,7 +321,7 @@ class ControlLoop:
             self.counts["no_obs"] += 1
         else:
             self.last_obs = obs
-            t_ps = time.monotonic()
+            t_ps = self.clock()
             try:
                 if not self.obs_valid(obs.values) and np.isfinite(obs.values).all():
                     raise PlanInputError(f"observation beyond +-{self.cfg.obs_abs_max:g} (obs_abs_max)")
@@ -324,12 +329,12 @@ class ControlLoop:
             except PlanInputError:
                 event = "invalid_obs"
                 self.counts["invalid_obs"] += 1
-            t_pe = time.monotonic()
+            t_pe = self.clock()
             if plan is not None:
                 plan_ms = 1e3 * (t_pe - t_ps)
                 self.plan_ms.add(plan_ms)
                 self.counts["plans"] += 1
-        now = time.monotonic()
+        now = self.clock()
         miss = plan is not None and now > deadline
         if plan is not None:
             self.newest = (plan, obs)  # a late plan too: its step due now is the fallback
@@ -346,12 +351,12 @@ class ControlLoop:
         sent = False
         t_tx = None
         tag = self.last_obs  # actions answer the newest STATE; an invalid one sends nothing
-        if action is not None and tag is not None and time.monotonic() - tag.t_rx > cfg.max_age_s():
+        if action is not None and tag is not None and self.clock() - tag.t_rx > cfg.max_age_s():
             event = f"{event}+stale_obs" if event else "stale_obs"  # the watchdog takes over
             self.counts["stale_obs_refused"] += 1
         elif action is not None and tag is not None and self.obs_valid(tag.values):
             sent = self.io.send_action(action, tag, cfg.valid_ms())
-            t_tx = time.monotonic()
+            t_tx = self.clock()
             if sent:
                 self.counts["actions_sent"] += 1
                 self.counts["fallback_actions"] += int(source == "fallback")
@@ -377,9 +382,9 @@ class ControlLoop:
     def run(self, cycles: int | None = None, duration_s: float | None = None,
             should_stop: Callable[[], bool] | None = None) -> dict:
         """Run until ``cycles`` / ``duration_s`` / ``should_stop()``; returns :meth:`summary`."""
-        t_end = None if duration_s is None else time.monotonic() + duration_s
+        t_end = None if duration_s is None else self.clock() + duration_s
         n = 0
-        while (cycles is None or n < cycles) and (t_end is None or time.monotonic() < t_end):
+        while (cycles is None or n < cycles) and (t_end is None or self.clock() < t_end):
             if should_stop is not None and should_stop():
                 break
             self.step()
