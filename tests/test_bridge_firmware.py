@@ -1,5 +1,10 @@
 """The C reference firmware: unit tests, byte-exact interop with protocol.py, the virtual
-controller over a real pty driven by the Python host, and the Arduino sketch on a host shim."""
+controller over a real pty driven by the Python host, and the Arduino sketch on a host shim.
+
+Timing is checked on the firmware's own clock (the ``timestamp_us`` of its frames: it stamps every frame of
+a loop pass with that pass's time, after its watchdog check) and counters, and the host waits for what
+happened (a number of STATEs, a flag, a counter) with a generous deadline, so the machine's load does not
+decide the outcome."""
 
 from __future__ import annotations
 
@@ -17,6 +22,13 @@ pytestmark = pytest.mark.skipif(toolchain_missing() is not None, reason=f"C tool
 
 RATE = 100.0
 PERIOD = 1.0 / RATE
+DEADLINE_S = 30.0  # generous: every wait below returns as soon as its condition holds
+ACTIVE, TRIPPED, STOPPED = P.StateFlags.ACTIVE, P.StateFlags.WATCHDOG_TRIPPED, P.StateFlags.STOPPED
+
+
+def _us(a: int, b: int) -> int:
+    """Microseconds from firmware timestamp ``b`` to ``a`` (the u32 clock wraps)."""
+    return (a - b) % (1 << 32)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +46,7 @@ def vc(build):
 @pytest.fixture
 def link(vc):
     lk = SerialLink(vc.port)
-    lk.hello(2.0)
+    lk.hello(DEADLINE_S)
     yield lk
     lk.close()
 
@@ -112,58 +124,86 @@ def test_hello_and_state_stream(vc, link):
     assert (caps.state_dim, caps.action_dim) == (4, 2)
     assert caps.fw_name.startswith("kdp-virtual-controller") and caps.max_valid_for_ms == 500
     assert caps.state_period_us == 10_000
-    t0, n, last = time.monotonic(), 0, None
-    while time.monotonic() - t0 < 0.5:
-        s = link.read_state(0.05)
-        if s is not None:
-            assert last is None or s.seq > last
-            last, n = s.seq, n + 1
-    assert 35 <= n <= 60
-    assert link.stats["rx_crc_errors"] == 0
+    states = _read_until(link, lambda seen: len(seen) >= 40)
+    assert all(b.seq > a.seq for a, b in zip(states, states[1:], strict=False))
+    assert link.stats["rx_crc_errors"] == 0 and link.stats["frames_lost"] == 0
+    # The rate on the firmware's clock. A quiet stream is STATEs only, so a seq gap counts ticks. Ticks are
+    # due a period apart (a tick that ran more than two periods late moves the next one to a period after
+    # it), run when due or later, and stamp their STATE with that time: n ticks on span at least (n - 2)
+    # periods of its clock, however late a loaded machine runs them (it never streams faster than it says).
+    stamps = [s.timestamp_us for s in states]
+    assert all(0 < _us(b, a) < 1 << 31 for a, b in zip(stamps, stamps[1:], strict=False))
+    for i in (0, len(states) // 2):
+        ticks = states[-1].seq - states[i].seq
+        assert _us(stamps[-1], stamps[i]) >= (ticks - 2) * caps.state_period_us, (i, ticks)
 
 
-def _drive(link, seconds, action, valid_for_ms=100):
-    last, t_end = None, time.monotonic() + seconds
-    while time.monotonic() < t_end:
+def _read_until(link, done, act=None):
+    """Read STATEs until ``done(states read so far)`` (``act(state)`` on each); returns them, in order."""
+    seen, t_end = [], time.monotonic() + DEADLINE_S
+    while not (seen and done(seen)):
+        assert time.monotonic() < t_end, f"condition not met in {DEADLINE_S} s ({len(seen)} STATEs read)"
         s = link.read_state(0.05)
         if s is not None:
-            last = s
-            link.send_action(action, valid_for_ms, s.seq)
-    return last
+            seen.append(s)
+            if act is not None:
+                act(s)
+    return seen
+
+
+def _drive(link, states, action, valid_for_ms=100, seen=None):
+    """Act on ``states`` STATEs (action tagged with each); returns the last one (``seen``: collects them all)."""
+    got = _read_until(link, lambda ss: len(ss) >= states, lambda s: link.send_action(action, valid_for_ms, s.seq))
+    if seen is not None:
+        seen += got
+    return got[-1]
 
 
 def test_action_applied_in_commanded_direction(vc, link):
-    s = _drive(link, 0.4, (1.0, -0.5))
+    s = _drive(link, 40, (1.0, -0.5), valid_for_ms=500)
     x, y, vx, vy = s.values
     assert vx > 0.2 and vy < -0.1 and x > 0 and y < 0 and abs(vx) > abs(vy)
-    assert s.has(P.StateFlags.ACTIVE) and s.last_action_seq > 0
-    s2 = _drive(link, 0.1, (5.0, 0.0))  # out of limits: host clips (and the controller would too)
+    assert s.has(ACTIVE) and s.last_action_seq > 0
+    s2 = _drive(link, 10, (5.0, 0.0), valid_for_ms=500)  # out of limits: host clips (and the controller would too)
     assert link.stats["actions_clipped"] >= 1 and s2.values[2] > s.values[2]
 
 
 def test_watchdog_trips_after_host_goes_quiet(vc, link):
-    _drive(link, 0.2, (1.0, 1.0), valid_for_ms=100)
-    t_last = time.monotonic()  # no more actions from here on
-    t_trip, v_trip = None, None
-    while time.monotonic() - t_last < 1.0:
-        s = link.read_state(0.05)
-        if s is not None and s.has(P.StateFlags.WATCHDOG_TRIPPED):
-            t_trip, v_trip = time.monotonic() - t_last, s.values[2:]
-            break
-    assert t_trip is not None and t_trip <= 0.1 + PERIOD + 0.06
-    later = [link.read_state(0.1) for _ in range(3)][-1]
-    assert later.values[2:] == v_trip  # velocity frozen: outputs are zero
+    seen: list = []
+    last = _drive(link, 20, (1.0, 1.0), valid_for_ms=500, seen=seen)
+    assert link.send_action((1.0, 1.0), 100, last.seq)  # the last ACTION, valid 100 ms; then the host goes quiet
+    seen += _read_until(link, lambda ss: ss[-1].has(TRIPPED))
+    trip_state = seen[-1]
+    expired = trip_state.last_action_seq  # the ACTION that expired: the last one the firmware accepted
+    before = [s for s in seen if s.last_action_seq != expired]
+    after = [s for s in seen if s.last_action_seq == expired]
+    # On the firmware's clock it accepted that ACTION after the last STATE answering an older one (ts_lo; the
+    # host answered ``last``, so there is one) and no later than the first STATE answering it (ts_hi). It
+    # checks its watchdog before the STATE of the same pass and stamps both with that pass's time, so a STATE
+    # stamped before the deadline (acceptance + valid_for) says ACTIVE and one stamped from it on says
+    # WATCHDOG_TRIPPED, whenever a loaded machine let the passes run.
+    ts_lo, ts_hi, valid_us = before[-1].timestamp_us, after[0].timestamp_us, 100_000
+    assert 0 < _us(ts_hi, ts_lo) < 1 << 31
+    for s in after:
+        assert s.has(ACTIVE) != s.has(TRIPPED)
+        if s.has(ACTIVE):
+            assert _us(s.timestamp_us, ts_hi) < valid_us  # not tripped late
+        else:
+            assert _us(s.timestamp_us, ts_lo) >= valid_us  # not tripped early
     link.poll()
-    assert any(f.code == P.FaultCode.WATCHDOG for f in link.faults)
+    (fault,) = [f for f in link.faults if f.code == P.FaultCode.WATCHDOG]
+    assert _us(fault.timestamp_us, ts_lo) >= valid_us  # the trip itself, stamped on the firmware's clock
+    assert _us(trip_state.timestamp_us, fault.timestamp_us) < 1 << 31  # ... before the STATE that reported it
+    later = [link.read_state(DEADLINE_S) for _ in range(3)][-1]
+    assert later.values[2:] == trip_state.values[2:]  # velocity frozen: outputs are zero
 
 
 def test_stop_zeroes_outputs(vc, link):
-    _drive(link, 0.2, (1.0, 1.0), valid_for_ms=400)
+    _drive(link, 20, (1.0, 1.0), valid_for_ms=400)
     assert link.send_stop()
-    time.sleep(2 * PERIOD)
-    s1 = link.read_state(0.2)
-    s2 = [link.read_state(0.1) for _ in range(3)][-1]
-    assert s1.has(P.StateFlags.STOPPED) and not s1.has(P.StateFlags.ACTIVE)
+    s1 = _read_until(link, lambda ss: ss[-1].has(STOPPED))[-1]
+    s2 = [link.read_state(DEADLINE_S) for _ in range(3)][-1]
+    assert s1.has(STOPPED) and not s1.has(ACTIVE)
     assert s2.values[2:] == s1.values[2:] and s1.values[2] > 0
     vc.close()
     assert vc.stats()["stops"] == 1 and vc.stats()["actions_accepted"] >= 10
@@ -173,10 +213,10 @@ def test_dims_scale_offset_options(build):
     with CVirtualController(build / "virtual_controller", "--rate", "200", "--state-dim", "7", "--action-dim", "3",
                             "--state-offset", "10", "--action-scale", "2", "--action-offset", "1") as c:
         with SerialLink(c.port) as lk:
-            caps = lk.hello()
+            caps = lk.hello(DEADLINE_S)
             assert (caps.state_dim, caps.action_dim) == (7, 3)
             assert caps.action_min == (-1.0,) * 3 and caps.action_max == (3.0,) * 3
-            s = lk.read_state(0.5)
+            s = lk.read_state(DEADLINE_S)
             assert s.values == (10.0,) * 7  # x = v = 0 plus the offset; entries past 2*action_dim are 0 + offset
 
 
@@ -196,16 +236,12 @@ def test_arduino_sketch_on_host_shim(build):
     assert any(s.has(P.StateFlags.ACTIVE) for s in states)
 
 
-def _drive_any(link, seconds, action=(0.1, 0.1), valid_for_ms=30):
+def _drive_any(link, states, action=(0.1, 0.1), valid_for_ms=30):
     """Like _drive but acts on every STATE the link returns, finite or not (a careless host)."""
-    t_end = time.monotonic() + seconds
-    while time.monotonic() < t_end:
-        s = link.read_state(0.05)
-        if s is not None:
-            link.send_action(action, valid_for_ms, s.seq)
+    _read_until(link, lambda ss: len(ss) >= states, lambda s: link.send_action(action, valid_for_ms, s.seq))
 
 
-def _poll(pred, timeout_s=30.0):
+def _poll(pred, timeout_s=DEADLINE_S):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         v = pred()
@@ -224,30 +260,33 @@ def test_fault_commands_and_the_stale_action_check(build, tmp_path):
                             commands=True) as c:
         assert c.port == link_path
         with SerialLink(c.port) as lk:
-            lk.hello(2.0)
-            _drive_any(lk, 0.2)
+            lk.hello(DEADLINE_S)
+            _drive_any(lk, 20)
             base = c.live_stats()
             assert base["actions_accepted"] >= 5 and base["stale_accepted"] == 0 and base["invalid_accepted"] == 0
             assert c.command("range 20") == "OK range 20"
-            _drive_any(lk, 0.4)  # a host that acts on the 1e30 STATEs (the run loop's --obs-abs-max refuses them)
-            assert _poll(lambda: c.live_stats()["bad_states"] >= 20, 5.0)
+            _drive_any(lk, 40)  # a host that acts on the 1e30 STATEs (the run loop's --obs-abs-max refuses them)
+            assert _poll(lambda: c.live_stats()["bad_states"] >= 20)
             assert c.live_stats()["invalid_accepted"] >= 1
-            # an ACTION answering a STATE that is 150 ms old (> --stale-ms 50): accepted by the protocol
-            # (nothing newer was acted on), counted stale by the check
-            s = lk.read_state(1.0)
-            time.sleep(0.15)  # the age under test, not a synchronisation
+            # an ACTION answering a STATE that 15 newer ones followed (its ticks are due a period apart, so
+            # >= 13 periods on the firmware's clock even if that STATE's tick ran late; > --stale-ms 50):
+            # accepted by the protocol (nothing newer was acted on), counted stale by the check
+            s = lk.read_state(DEADLINE_S)
+            n0 = lk.stats["states_received"]
+            assert _poll(lambda: lk.poll() or lk.stats["states_received"] - n0 >= 15)  # taken in, not returned
             lk.send_action([0.1, 0.1], 30, s.seq)
-            assert _poll(lambda: c.live_stats()["stale_accepted"] >= 1, 5.0)
+            assert _poll(lambda: c.live_stats()["stale_accepted"] >= 1)
+            assert c.live_stats()["max_age_us"] >= 13 * 10_000  # the age the firmware measured
             before = c.live_stats()
             assert c.command("garbage 200") == "OK garbage 200"
             assert c.command("bitflip 4") == "OK bitflip 4"
             assert c.command("stall 100") == "OK stall 100"
             assert c.command("reboot").startswith("OK reboot ")
-            _drive_any(lk, 0.5)
+            _drive_any(lk, 50)  # STATEs of the new boot only count once the link has its HELLO
             assert lk.stats["controller_resets"] == 1 and lk.stats["rx_crc_errors"] + lk.stats["rx_malformed"] >= 1
             reply = c.command("reopen 200")
             assert reply.startswith("OK reopen 1 /dev/pts/")
-            _drive_any(lk, 1.0)
+            _drive_any(lk, 50)
             assert lk.stats["reconnects"] >= 1
             after = c.live_stats()
             assert after["actions_accepted"] > before["actions_accepted"] + 20 and after["reboots"] == 1

@@ -124,13 +124,21 @@ def test_calibrate_latency_recovers_injected_latency(tmp_path, tiny_bundle):
              str(tiny_bundle), "--out", str(out), "--pings", "20", "--seconds", "1", "--plans", "50"])
     d = json.loads(out.read_text())
     assert d["format"] == "kdp-edge-timing-calibration" and d["version"] == 1
-    rtt = d["link"]["rtt_ms"]
-    jitter = max(rtt["p99_ms"] - rtt["p50_ms"], d["link"]["state_jitter_host_ms"]["p99_ms"], 2.0)  # 2 ms: host poll
-    print("latency: rtt p50", rtt["p50_ms"], "p99", rtt["p99_ms"], "jitter bound", jitter)
-    assert abs(rtt["p50_ms"] - 20.0) <= jitter  # the injected 20 ms, within the measured jitter
-    assert d["link"]["state_period_host_ms"]["p50_ms"] == pytest.approx(10.0, abs=1.0)
+    rtt, lt = d["link"]["rtt_ms"], d["link"]
+    print("latency: rtt min", rtt["min_ms"], "p50", rtt["p50_ms"], "p99", rtt["p99_ms"],
+          "state period controller p50", lt["state_period_controller_ms"]["p50_ms"])
+    # The controller holds every HEARTBEAT for the injected 20 ms before answering, so no round trip is
+    # shorter (a lower bound: load only adds to it); the fastest of the pings shows it once, not on both ways.
+    assert rtt["n"] == 20 - lt["pings_lost"] >= 10
+    assert 20.0 - 1e-6 <= rtt["min_ms"] <= rtt["p50_ms"] and rtt["min_ms"] < 40.0
+    # the STATE period is the one the controller declares (HELLO), and the recommendation builds on it, not
+    # on a period measured on a loaded host; the measured ones cover every STATE read (controller stamps too)
+    assert lt["state_period_nominal_ms"] == 10.0 and d["hello"]["state_period_us"] == 10_000
+    assert lt["states_received"] >= 3
+    assert lt["state_period_controller_ms"]["n"] == lt["state_period_host_ms"]["n"] == lt["states_received"] - 1
     r = d["recommended"]
     assert r["offset_ms"] == pytest.approx(rtt["p50_ms"]) and r["rate_hz"] == pytest.approx(100 / r["state_rate_divisor"])
+    assert r["basis"]["state_period_ms"] == 10.0
     assert d["plan_ms"]["n"] == 50 and "offset_plan_steps" in r and r["basis"]["plan_p99_ms"] > 0
 
 
