@@ -9,6 +9,9 @@ A plant is any object with::
     reset(seed: int | None) -> np.ndarray     # initial state, shape (state_dim,)
     step(action: np.ndarray, dt: float) -> np.ndarray   # dt in seconds
     info() -> dict            # optional, e.g. {"success": True}
+    idle_action() -> np.ndarray   # optional: what drives the plant while the outputs are off (stopped,
+                                  # watchdog); default zeros. A position-controlled plant returns its
+                                  # own position (the motor holds instead of seeking 0)
 
 ``kdp_edge.sim.PointMazePlant`` (provided by the runtime) follows the same interface.
 """

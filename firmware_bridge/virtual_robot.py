@@ -444,8 +444,9 @@ class VirtualRobot:
         core = self.core
         if core.active:
             phys = (np.asarray(core.outputs) - self.action_offset) / self.action_scale
-        else:
-            phys = np.zeros(core.action_dim)
+        else:  # outputs off: zero (forces, velocities), or what the plant defines as idle (a position servo holds)
+            idle = getattr(self.plant, "idle_action", None)
+            phys = np.asarray(idle(), dtype=np.float64) if callable(idle) else np.zeros(core.action_dim)
         self._plant_state = np.asarray(self.plant.step(phys, self.period_s), dtype=np.float64)
         raw = self._plant_state * self.state_scale + self.state_offset
         values = tuple(float(v) for v in raw)

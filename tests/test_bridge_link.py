@@ -505,3 +505,29 @@ def test_socket_url():
         client_done.set()
     t.join(DEADLINE_S)
     srv.close()
+
+
+def test_outputs_off_drive_the_plant_with_its_idle_action():
+    """While no ACTION is active, a plant that defines ``idle_action`` (a position servo: hold where you are)
+    is stepped with it instead of zeros; once an ACTION is accepted, with the commanded outputs."""
+
+    class HoldPlant(IntegratorPlant):
+        def __init__(self):
+            super().__init__()
+            self.seen: list[list[float]] = []
+
+        def idle_action(self):
+            return np.array([0.25, -0.5])
+
+        def step(self, action, dt):
+            self.seen.append([float(v) for v in action])
+            return super().step(action, dt)
+
+    plant = HoldPlant()
+    with start_virtual_robot(plant, rate_hz=RATE) as r, SerialLink(r.port) as lk:
+        lk.hello(2.0)
+        assert r.wait_for(lambda: len(plant.seen) >= 3, 30.0)
+        assert plant.seen[0] == [0.25, -0.5] and plant.seen[2] == [0.25, -0.5]
+        s = lk.read_state(5.0)
+        assert lk.send_action((1.0, 1.0), 500, s.seq)
+        assert r.wait_for(lambda: [1.0, 1.0] in plant.seen, 30.0)

@@ -199,8 +199,20 @@ def test_calibrated_closed_loop_in_sim_matches_unit_scale(tmp_path, tiny_bundle)
     print("closed loop: unit", u["sim"]["per_episode"], "calibrated", c["sim"]["per_episode"])
     assert c["rate_hz"] == 100.0 and c["timing"]["offset_ms"] == 0.0
     assert c["calibration"]["actions_clamped"] == 0
-    assert c["sim"]["success_rate"] == u["sim"]["success_rate"] or \
-        abs(c["sim"]["normalized_score_mean"] - u["sim"]["normalized_score_mean"]) <= 15
+    assert c["sim"]["episodes"] == u["sim"]["episodes"] == 1
+    # Both runs start the episode at the same place, at rest, so the first cycle's STATE in model units must
+    # be the same whether the robot reports raw units (mapped by the calibration) or the model's; and the
+    # calibrated commands must drive the ball as far as the unit run's (a wrong scale or offset stalls it or
+    # slams it into a wall). The executed actions themselves are not compared: which step of a plan is due
+    # depends on when its STATE arrived, which the scheduler decides.
+    logs = {name: [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+            for name in ("unit", "calibrated")}
+    first = {name: next(x for x in recs if x["sent"] and "obs" in x)["obs"] for name, recs in logs.items()}
+    assert np.allclose(first["unit"], first["calibrated"], atol=1e-4), first
+    assert np.allclose(first["unit"][2:], 0.0, atol=1e-4)  # at rest
+    moved = {name: float(np.linalg.norm(np.subtract([x for x in recs if "obs" in x][-1]["obs"][:2], first[name][:2])))
+             for name, recs in logs.items()}
+    assert moved["unit"] > 0.05 and 0.25 < moved["calibrated"] / moved["unit"] < 4.0, moved
     recs = [json.loads(x) for x in (tmp_path / "calibrated.jsonl").read_text().splitlines()]
     r = next(x for x in recs if x["sent"] and "obs_raw" in x)
     assert np.allclose(cal.state_to_model(r["obs_raw"]), r["obs"], atol=1e-5)

@@ -43,9 +43,13 @@ def test_soak_every_fault_once_and_recovered(soak):
 
 
 def test_soak_executes_no_stale_action(soak):
+    from soak import FAULTS
+
     res, _ = soak
     c = res["controller_final"]
-    assert c["actions_accepted"] > 500
+    # the controller acted on most of what the host sent (refusals only inside fault windows), however
+    # many cycles the machine's load allowed in the few seconds
+    assert c["actions_accepted"] >= max(len(FAULTS), 0.5 * res["totals"]["actions_sent"]), (c, res["totals"])
     assert c["stale_accepted"] == 0 and c["invalid_accepted"] == 0 and c["unknown_state_accepted"] == 0
     assert c["max_age_us"] < 200_000
     t = res["totals"]
