@@ -121,7 +121,13 @@ def main() -> None:
     ap.add_argument("--eval-steps", type=int, nargs="+", default=[20], help="diffusion DDIM steps in closed loop")
     ap.add_argument("--latency-budget", type=float, default=20.0, help="seconds of interleaved timing")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pool", nargs="+", default=None, metavar="TAG",
+                    help="write no new results: pool the reports pusht-<TAG>.json (one per training seed) into "
+                         "pusht-<--tag>.json/.md, per configuration the seeds' means and their average")
     args = ap.parse_args()
+    if args.pool:
+        pool_seeds(Path(args.out), args.pool, args.tag or "seeds")
+        return
     args.base = merge(TrainConfig().to_dict(), recipe(args.recipe))  # the recipe's full config
     if args.steps is None:
         args.steps = args.base["optim"]["steps"]
@@ -149,7 +155,11 @@ def main() -> None:
             log(f"note: {r} exists with backbone {arch}, not recipe {args.recipe}'s {args.base['model']['arch']}; "
                 f"it is evaluated as it is (a new --tag or --out trains the recipe)")
         report["runs"][m] = {"run": str(r), "arch": arch, "parameters": info["parameters"], "steps": info["step"],
-                             "train_steps_per_s": round(last.get("steps_per_s", float("nan")), 1)}
+                             "train_steps_per_s": round(last.get("steps_per_s", float("nan")), 1),
+                             "seed": json.loads((r / "config.json").read_text()).get("seed"),
+                             # how the run was trained (command, commit), whoever evaluates it now
+                             "trained_by": (json.loads((r / "provenance.json").read_text())
+                                            if (r / "provenance.json").exists() else None)}
     protos = {(k, a): PushTProtocol(episodes=args.episodes, seed=args.eval_seed, action_steps=a, candidates=k)
               for a in args.action_steps for k in args.candidates}
     first = next(iter(protos.values()))
@@ -190,6 +200,66 @@ def main() -> None:
     atomic_write_text(out / f"{stem}.md", markdown(report))
     figure(out / f"{stem}.png", curves, report)
     print(markdown(report))
+
+
+def pool_seeds(out: Path, tags: list[str], tag: str) -> None:
+    """One table over training seeds: for every (planner, K, executed) in all of ``pusht-<tag>.json``, each
+    seed's mean max coverage and success, and their average (equal episode counts: the pooled mean)."""
+    reports = {}
+    for t in tags:
+        f = out / f"pusht-{t}.json"
+        if not f.exists():
+            print(f"error: {f} not found. fix: run bench/pusht.py --tag {t} first (or name existing tags)",
+                  file=sys.stderr)
+            sys.exit(2)
+        reports[t] = json.loads(f.read_text())
+    rows = []
+    keys = sorted({(c["planner"], c["K"], c["action_steps"]) for r in reports.values() for c in r["closed_loop"]},
+                  key=lambda k: (k[0] != "kdp", k[0], k[1], -k[2]))
+    for planner, k, a in keys:
+        per = {t: next((c for c in r["closed_loop"] if (c["planner"], c["K"], c["action_steps"]) == (planner, k, a)),
+                       None) for t, r in reports.items()}
+        if any(v is None for v in per.values()):
+            continue
+        cov = [v["mean_max_coverage"] for v in per.values()]
+        rows.append({"planner": planner, "K": k, "action_steps": a,
+                     "episodes_per_seed": sorted({v["episodes"] for v in per.values()}),
+                     "seeds": {t: {"mean_max_coverage": v["mean_max_coverage"], "max_coverage_sem": v["max_coverage_sem"],
+                                   "success_rate": v["success_rate"],
+                                   "training_seed": reports[t]["runs"].get(planner.split()[0], {}).get("seed")}
+                               for t, v in per.items()},
+                     "mean_max_coverage": float(np.mean(cov)),
+                     "seed_range": [float(min(cov)), float(max(cov))],
+                     "success_rate": float(np.mean([v["success_rate"] for v in per.values()]))})
+    cmd = "python bench/pusht.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    pooled = {"command": cmd, "provenance": provenance(), "sources": {t: f"pusht-{t}.json" for t in tags},
+              "protocols": {t: r["protocol_text"] for t, r in reports.items()},
+              "runs": {t: r["runs"] for t, r in reports.items()}, "rows": rows,
+              "references": next(iter(reports.values()))["references"],
+              "latency": {t: r["latency"] for t, r in reports.items()}}
+    lines = [provenance_line(pooled["provenance"]), "",
+             f"Pooled over training seeds from {', '.join(f'`pusht-{t}.json`' for t in tags)} (each file: its own "
+             "command, the commit that evaluated it, and each run's training provenance).", "",
+             f"Protocol ({tags[0]}): {reports[tags[0]]['protocol_text']}", "",
+             "| planner | K | executed per plan | " + " | ".join(f"{t}: coverage (success)" for t in tags)
+             + " | mean over seeds | seed range | success |", "|---|---|---|" + "---|" * len(tags) + "---|---|---|"]
+    for r in rows:
+        cells = " | ".join(f"{r['seeds'][t]['mean_max_coverage']:.3f} ± {r['seeds'][t]['max_coverage_sem']:.3f} "
+                           f"({100 * r['seeds'][t]['success_rate']:.0f}%)" for t in tags)
+        lines.append(f"| {r['planner']} | {r['K']} | {r['action_steps']} | {cells} | {r['mean_max_coverage']:.3f} | "
+                     f"{r['seed_range'][0]:.3f}-{r['seed_range'][1]:.3f} | {100 * r['success_rate']:.0f}% |")
+    for name, x in pooled["references"].items():
+        lines.append(f"| reference: {name} | - | - | " + " | ".join("" for _ in tags)
+                     + f" | {x['mean_max_coverage']:.3f} | - | {100 * x['success_rate']:.0f}% |")
+    lines += ["", "Plan latency p50 (ms, torch, one environment, interleaved per file):", ""]
+    for t, lat in pooled["latency"].items():
+        for k, per in lat.items():
+            lines.append(f"- {t}, K = {k}: " + ", ".join(
+                f"{label} {v['p50_ms']:.2f}" + (f" (x{v['ratio_p50']:.1f})" if "ratio_p50" in v else "")
+                for label, v in per.items()))
+    atomic_write_json(out / f"pusht-{tag}.json", pooled)
+    atomic_write_text(out / f"pusht-{tag}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def markdown(r: dict) -> str:

@@ -224,6 +224,17 @@ def test_pusht_bench_trains_the_named_recipe(tiny_pusht, tmp_path, cli_env):
                                "1", "--action-steps", "8", "--latency-budget", "0.2", "--tag", "t"],
                        env=cli_env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "exists with backbone unet, not recipe pusht's mlp" in r.stdout, r.stdout + r.stderr
+    assert report["runs"]["kdp"]["trained_by"]["command"].startswith("python bench/pusht.py")  # how it was trained
+    # --pool: one table over training seeds from tagged reports (here the same report twice under two tags)
+    (out / "pusht-u.json").write_text((out / "pusht-t.json").read_text())
+    r = subprocess.run(base + ["--pool", "t", "u", "--tag", "both"], env=cli_env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    pooled = json.loads((out / "pusht-both.json").read_text())
+    row = pooled["rows"][0]
+    assert row["mean_max_coverage"] == pytest.approx(report["closed_loop"][0]["mean_max_coverage"])
+    assert set(row["seeds"]) == {"t", "u"} and pooled["sources"] == {"t": "pusht-t.json", "u": "pusht-u.json"}
+    r = subprocess.run(base + ["--pool", "t", "nope"], env=cli_env, capture_output=True, text=True)
+    assert r.returncode == 2 and "pusht-nope.json not found" in r.stderr
 
 
 def test_train_recipe_errors_name_the_fix(tmp_path, cli_env, tiny_pusht):
