@@ -213,6 +213,12 @@ def pool_seeds(out: Path, tags: list[str], tag: str) -> None:
                   file=sys.stderr)
             sys.exit(2)
         reports[t] = json.loads(f.read_text())
+        for info in reports[t]["runs"].values():  # reports older than trained_by: read it from the run if it is here
+            prov = Path(info["run"]) / "provenance.json"
+            if info.get("trained_by") is None and prov.exists():
+                info["trained_by"] = json.loads(prov.read_text())
+            if info.get("seed") is None and (Path(info["run"]) / "config.json").exists():
+                info["seed"] = json.loads((Path(info["run"]) / "config.json").read_text()).get("seed")
     rows = []
     keys = sorted({(c["planner"], c["K"], c["action_steps"]) for r in reports.values() for c in r["closed_loop"]},
                   key=lambda k: (k[0] != "kdp", k[0], k[1], -k[2]))
