@@ -1,13 +1,16 @@
 """A virtual servo bus on a pseudo-terminal: N Feetech STS/SCS or Dynamixel X servos behind one port.
 
 The host opens :attr:`ServoBusSim.port` like a USB bus adapter. The servos answer as the real ones do
-on a half-duplex bus: only to packets addressed to them (never to broadcast, except SYNC_READ where
-each listed servo replies in list order), with status packets carrying their error byte, model number
-and control-table registers. PING, READ, WRITE, SYNC_READ and SYNC_WRITE are served; other
-instructions get no reply. Each servo is a first-order position servo (time constant ``tau_s``, speed
-limit ``max_speed``) that follows its goal while torque is on and stays put when torque is off. The
-homing-offset register shifts what the servo reports the way the real firmware does (Feetech:
-present = actual - offset; Dynamixel: present = actual + offset).
+on a half-duplex bus: only to packets addressed to them, with status packets carrying their error byte,
+model number and control-table registers. Broadcast (ID 0xFE): SYNC_READ is answered by each listed
+servo in list order; WRITE and SYNC_WRITE are executed by every servo, unanswered; a Dynamixel PING is
+answered by every servo in ID order (Protocol 2.0; a Feetech broadcast PING gets no reply). PING,
+READ, WRITE, SYNC_READ and SYNC_WRITE are served; other instructions get no reply. The vendors' SDKs
+(``feetech-servo-sdk``, ``dynamixel-sdk``) work against it as clients (tests/test_servo_sdk.py). Each
+servo is a first-order position servo (time constant ``tau_s``, speed limit ``max_speed``) that follows
+its goal while torque is on and stays put when torque is off. The homing-offset register shifts what
+the servo reports the way the real firmware does (Feetech: present = actual - offset; Dynamixel:
+present = actual + offset).
 
 Faults (thread-safe, for tests): :meth:`drop_replies`, :meth:`set_error`, :meth:`corrupt_replies`,
 :meth:`inject_garbage`, :meth:`vanish` / :meth:`revive`. ``echo=True`` echoes every request back first,
@@ -167,6 +170,10 @@ class ServoBusSim:
             s.goal = float(g - s.homing)
 
     # ------------------------------------------------------------------ replies
+    def _ping_params(self, s: _Servo) -> bytes:
+        """A PING reply's parameters: Dynamixel model number (u16) and firmware version; Feetech none."""
+        return dxl.to_bytes(s.model_number, 2) + bytes((s.regs[6],)) if self.family == "dynamixel" else b""
+
     def _status(self, s: _Servo, params: bytes = b"") -> bytes | None:
         if s.vanished:
             self.counters["replies_vanished"] += 1
@@ -228,11 +235,28 @@ class ServoBusSim:
                     written[s.id] = int.from_bytes(data, "big" if self._big(s) else "little", signed=a16 and n == 4)
             self.write_log.append((f"sync_write@{addr}", written))
             return b""
+        if p.id == self.mod.BROADCAST_ID:
+            if inst == self.mod.Inst.WRITE and len(params) >= (3 if a16 else 2):  # every servo, none answers
+                addr = int.from_bytes(params[0:2], "little") if a16 else params[0]
+                data = bytes(params[2:] if a16 else params[1:])
+                written = {}
+                for s in self.servos.values():
+                    if not s.vanished:
+                        self._write_regs(s, addr, data, now)
+                        written[s.id] = int.from_bytes(data, "big" if self._big(s) else "little")
+                self.write_log.append((f"write@{addr}", written))
+            elif inst == self.mod.Inst.PING and a16:  # Protocol 2.0: every servo answers, in ID order
+                for i in sorted(self.servos):
+                    s = self.servos[i]
+                    r = self._status(s, self._ping_params(s))
+                    if r:
+                        out += r
+            return bytes(out)  # anything else broadcast: executed by nobody here, answered by nobody
         s = self.servos.get(p.id)
-        if s is None:  # broadcast PING / unknown ids: nobody answers (a real bus: collisions or silence)
+        if s is None:  # unknown ids: nobody answers
             return b""
         if inst == self.mod.Inst.PING:
-            r = self._status(s, dxl.to_bytes(s.model_number, 2) + bytes((45,)) if a16 else b"")
+            r = self._status(s, self._ping_params(s))
         elif inst == self.mod.Inst.READ and len(params) >= (4 if a16 else 2):
             addr, n, _ = addr_len(params)
             self._update(s, now)

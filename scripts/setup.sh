@@ -10,5 +10,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
 # torch is repeated here so that no extra (tflite: litert-torch, torchao) can move it off 2.13.0
-.venv/bin/python -m pip install -q -e ".[train,sim,pusht,lerobot,plot,dev,tflite]" "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[train,sim,pusht,lerobot,plot,dev,tflite,servo-sdk]" "torch==2.13.0"
 echo "kdp-edge installed in .venv ($(.venv/bin/kdp-edge --version))"
