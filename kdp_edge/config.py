@@ -120,15 +120,15 @@ RECIPES: dict[str, dict[str, Any]] = {
         # 16 kNN positives: 0.737 vs 0.666 mean max coverage with 32 (drift only)
         "optim": {"positives": 16},
         # descriptor = the planned target positions (action dims 12, 13 of the 12 + 2 window) at all 16
-        # steps: over training seeds 0-2, 0.760 vs 0.741 (2 executed; better on every seed) and 0.723 vs
-        # 0.711 (8 executed; within noise) with 4 steps
+        # steps, not 4: better with 2 executed on each of training seeds 0-2, even with 8 (hand-recorded
+        # single runs, bench/results/pusht/variants.md; bench/results/pusht/pusht-seeds.md measures this recipe)
         "drift": {"key": {"kind": "condition+descriptor", "descriptor_dims": [12, 13], "descriptor_steps": 16}},
     },
 }
-# the same with the 1-D conv U-Net (1.6M parameters) for 20k steps: 0.861 / 0.863 (8 executed, training
-# seeds 0 / 1, 400 episodes each) / 0.817 / 0.820 (2 executed); at 12k steps 0.837 (seeds 0-2) / 0.750,
-# diffusion on it 0.859 / 0.726 (12k; 20k not run). ~80 min per 20k run on 2 CPU threads; torch plan p50
-# 2.6-2.8 ms (the MLP's 0.22 ms); bench/results/pusht/variants.md, sessions 7-8
+# the same with the 1-D conv U-Net (1.6M parameters) for 20k steps: 0.868 (8 executed) / 0.817 (2 executed),
+# training seed 0, 200 episodes (bench/results/pusht/pusht-unet20k.md); at 12k steps 0.840 / 0.743, diffusion
+# on it 0.852 / 0.726 (pusht-unet.md; 20k not run). Seed 1 and 400-episode figures exist only as hand notes
+# in variants.md. ~80 min per 20k run on 2 CPU threads; torch plan p50 2.6-2.8 ms
 RECIPES["pusht-unet"] = merge(RECIPES["pusht"], {"model": {"arch": "unet"}, "optim": {"steps": 20_000}})
 
 
