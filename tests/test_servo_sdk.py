@@ -127,13 +127,19 @@ def test_feetech_read_write_match_sdk(scs):
         port = WirePort(ft.status(i))
         assert ph.write2ByteTxRx(port, i, addr, value) == (scs.COMM_SUCCESS, 0)
         assert port.written == [ft.write(i, addr, ft.to_bytes(value, 2))]
+    assert_torque_writes_match(ph, ft, scs.COMM_SUCCESS, 3)
+
+
+def assert_torque_writes_match(ph, ours, success: int, servo_id: int) -> None:
+    """The SDK's torque on / off WRITE to one servo and its broadcast torque-off are our packets, byte for
+    byte (``ours``: our packet module of the same family, ``success``: the SDK's COMM_SUCCESS)."""
     for v in (1, 0):
-        port = WirePort(ft.status(3))
-        assert ph.write1ByteTxRx(port, 3, ft.Reg.TORQUE_ENABLE, v) == (scs.COMM_SUCCESS, 0)
-        assert port.written == [ft.write(3, ft.Reg.TORQUE_ENABLE, bytes((v,)))]
+        port = WirePort(ours.status(servo_id))
+        assert ph.write1ByteTxRx(port, servo_id, ours.Reg.TORQUE_ENABLE, v) == (success, 0)
+        assert port.written == [ours.write(servo_id, ours.Reg.TORQUE_ENABLE, bytes((v,)))]
     port = WirePort()  # broadcast WRITE: no reply awaited
-    assert ph.write1ByteTxRx(port, ft.BROADCAST_ID, ft.Reg.TORQUE_ENABLE, 0)[0] == scs.COMM_SUCCESS
-    assert port.written == [ft.write(ft.BROADCAST_ID, ft.Reg.TORQUE_ENABLE, b"\x00")]
+    assert ph.write1ByteTxRx(port, ours.BROADCAST_ID, ours.Reg.TORQUE_ENABLE, 0)[0] == success
+    assert port.written == [ours.write(ours.BROADCAST_ID, ours.Reg.TORQUE_ENABLE, b"\x00")]
 
 
 def test_feetech_sync_read_and_sync_write_match_sdk(scs):
@@ -224,13 +230,7 @@ def test_dynamixel_read_write_match_sdk(dx):
     port = WirePort(dxl.status(5, 0, b"\x20"))
     assert ph.read1ByteTxRx(port, 5, dxl.Reg.HARDWARE_ERROR_STATUS) == (32, dx.COMM_SUCCESS, 0)
     assert port.written == [dxl.read(5, dxl.Reg.HARDWARE_ERROR_STATUS, 1)]
-    for v in (1, 0):
-        port = WirePort(dxl.status(6))
-        assert ph.write1ByteTxRx(port, 6, dxl.Reg.TORQUE_ENABLE, v) == (dx.COMM_SUCCESS, 0)
-        assert port.written == [dxl.write(6, dxl.Reg.TORQUE_ENABLE, bytes((v,)))]
-    port = WirePort()  # broadcast WRITE: no reply awaited
-    assert ph.write1ByteTxRx(port, dxl.BROADCAST_ID, dxl.Reg.TORQUE_ENABLE, 0)[0] == dx.COMM_SUCCESS
-    assert port.written == [dxl.write(dxl.BROADCAST_ID, dxl.Reg.TORQUE_ENABLE, b"\x00")]
+    assert_torque_writes_match(ph, dxl, dx.COMM_SUCCESS, 6)
 
 
 def test_dynamixel_sync_read_and_sync_write_match_sdk(dx):
