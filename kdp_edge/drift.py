@@ -61,8 +61,9 @@ class DriftConfig:
     key: KeySpec = field(default_factory=KeySpec)
     exclude_self: bool = True  # a generated sample is not its own negative
     # Gain on the repulsion term (V = V+ - repulsion * V-). 1 is the drifting field, whose fixed point is
-    # the data distribution; above 1 the generated windows settle wider than the data, a trained knob for
-    # the candidate diversity that best-of-K planning exploits (bench/study.py --study repulsion).
+    # the data distribution; below 1 the generated windows are pulled narrower than the data. Above 1 they
+    # are pushed wider, but with these normalised (softmax) weights the push does not fade with distance:
+    # 1.5 diverged on PointMaze medium (bench/results/study/repulsion-medium-seed1000.md).
     repulsion: float = 1.0
 
     def __post_init__(self) -> None:
