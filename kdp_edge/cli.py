@@ -247,6 +247,7 @@ def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookah
     gym-pusht with the random and replayed-demonstration references (PushT)."""
     from .envs import env_for
     from .fileio import atomic_write_json, read_json
+    from .provenance import provenance
 
     run_json = Path(run_dir) / "run.json"
     run_info = read_json(run_json) if run_json.exists() else {}  # a missing run is reported by the evaluator
@@ -259,6 +260,9 @@ def eval_cmd(run_dir, env, episodes, seed, action_steps, demos, protocol, lookah
                "plot": plot, "threads": threads, "sampler": sampler, "sample_steps": sample_steps,
                "goals": goals, "progress": not quiet, "run_info": run_info}
     report, text, name = evaluate(run_dir, env, options, log=lambda m: click.echo(m, err=True))
+    report["provenance"] = provenance()  # the command and commit that evaluated it
+    prov = Path(run_dir) / "provenance.json"
+    report["trained_by"] = read_json(prov) if prov.exists() else None  # ... and that trained it
     out = out or str(Path(run_dir) / name)
     atomic_write_json(out, report)
     click.echo(text)

@@ -108,6 +108,8 @@ def test_pusht_chain_train_eval_export_bench_plan(tiny_pusht, tmp_path, cli_env)
     assert rep["kdp"]["mean_max_coverage"] >= rep["kdp"]["mean_final_coverage"]
     assert rep["episodes"]["steps"] == [300, 300] or rep["kdp"]["success_rate"] > 0  # only success ends early
     assert rep["demos"]["episodes"] == 6 and rep["kdp"]["episodes"] == 2
+    assert "eval" in rep["provenance"]["command"] and rep["provenance"]["commit"]  # who evaluated it
+    assert "train" in rep["trained_by"]["command"]  # ... and how the run was trained
     assert "mean max coverage" in r.stdout
 
     r = subprocess.run(kdp_cmd("export", str(run), "--out", str(bundle), "--quantize", "int8", "--force",
