@@ -142,6 +142,17 @@ def assert_torque_writes_match(ph, ours, success: int, servo_id: int) -> None:
     assert port.written == [ours.write(ours.BROADCAST_ID, ours.Reg.TORQUE_ENABLE, b"\x00")]
 
 
+def assert_torque_off_sync_write_matches(sdk, ph, ours, ids) -> None:
+    """The SDK's group torque-off (SYNC WRITE of TORQUE_ENABLE = 0 to ``ids``) is our packet, byte for byte
+    (``sdk``: the SDK module, ``ours``: our packet module of the same family)."""
+    port = WirePort()
+    group = sdk.GroupSyncWrite(port, ph, ours.Reg.TORQUE_ENABLE, 1)
+    for i in ids:
+        group.addParam(i, [0])
+    assert group.txPacket() == sdk.COMM_SUCCESS
+    assert port.written == [ours.sync_write(ours.Reg.TORQUE_ENABLE, 1, {i: b"\x00" for i in ids})]
+
+
 def test_feetech_sync_read_and_sync_write_match_sdk(scs):
     ph = scs.PacketHandler(0)
     ids = [1, 2, 3, 4, 5, 6]
@@ -162,12 +173,7 @@ def test_feetech_sync_read_and_sync_write_match_sdk(scs):
         assert group.addParam(i, [scs.SCS_LOBYTE(g), scs.SCS_HIBYTE(g)])
     assert group.txPacket() == scs.COMM_SUCCESS
     assert port.written == [ft.sync_write(ft.Reg.GOAL_POSITION, 2, {i: ft.to_bytes(g, 2) for i, g in goals.items()})]
-    port = WirePort()  # what the link's torque-off sends
-    group = scs.GroupSyncWrite(port, ph, ft.Reg.TORQUE_ENABLE, 1)
-    for i in ids:
-        group.addParam(i, [0])
-    assert group.txPacket() == scs.COMM_SUCCESS
-    assert port.written == [ft.sync_write(ft.Reg.TORQUE_ENABLE, 1, {i: b"\x00" for i in ids})]
+    assert_torque_off_sync_write_matches(scs, ph, ft, ids)  # what the link's torque-off sends
 
 
 def test_feetech_checksum_matches_sdk_on_random_packets(scs):
@@ -254,12 +260,7 @@ def test_dynamixel_sync_read_and_sync_write_match_sdk(dx):
     assert group.txPacket() == dx.COMM_SUCCESS
     assert port.written == [dxl.sync_write(dxl.Reg.GOAL_POSITION, 4,
                                            {i: dxl.to_bytes(g, 4, signed=True) for i, g in goals.items()})]
-    port = WirePort()
-    group = dx.GroupSyncWrite(port, ph, dxl.Reg.TORQUE_ENABLE, 1)
-    for i in ids:
-        group.addParam(i, [0])
-    assert group.txPacket() == dx.COMM_SUCCESS
-    assert port.written == [dxl.sync_write(dxl.Reg.TORQUE_ENABLE, 1, {i: b"\x00" for i in ids})]
+    assert_torque_off_sync_write_matches(dx, ph, dxl, ids)
 
 
 def test_dynamixel_crc_matches_sdk_on_random_packets(dx):
