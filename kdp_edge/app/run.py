@@ -124,9 +124,8 @@ class SerialLoopIO:
 class SimTarget:
     """A virtual robot started for a ``sim://`` port, and the episodes played on it."""
 
-    env: str
     robot: Any  # VirtualRobot
-    task: Any  # kdp_edge.sim_episodes.SimEpisodes: plant, horizon, goal, prepare / finished / result / summary
+    task: Any  # kdp_edge.sim_episodes.SimEpisodes (its env name, too): plant, horizon, goal, prepare / finished / result / summary
 
 
 def parse_sim_port(port: str) -> tuple[str, dict[str, str]] | None:
@@ -187,7 +186,7 @@ def start_sim(port: str, rate_hz: float, episodes: int, seed: int) -> SimTarget:
                                     max_valid_for_ms=int(opts.get("max_valid_ms", 500)), **units)
     except ValueError as e:
         raise RunError(f"{port}: {e}") from e
-    return SimTarget(env, robot, task)
+    return SimTarget(robot, task)
 
 
 def check_sim_env(bundle, bundle_env: str, sim_env: str) -> None:
@@ -455,7 +454,7 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
             sim = start_sim(port, rate, max(1, opts.episodes), opts.seed)
             stack.callback(sim.robot.close)
             port = sim.robot.port
-            log(f"virtual robot {sim.env} on {port} ({rate:g} Hz STATE, watchdog as the firmware)")
+            log(f"virtual robot {sim.task.env} on {port} ({rate:g} Hz STATE, watchdog as the firmware)")
         if opts.bus or port.startswith("sim-servo://"):  # smart servos on a bus, no kdp firmware (#26)
             from firmware_bridge.servo_bus import open_servo_link
 
