@@ -61,7 +61,7 @@ STUDIES: dict[str, list[tuple]] = {  # name -> [(variant, config override[, {"re
     ],
     # The positive set at a fixed budget of generated windows per batch (G x N = 512).
     "positives": [
-        ("knn P 32, 32 x 16 (default)", {}),
+        ("knn P 32, 32 x 16 (default)", {}, {"reuse": "KDP default (knn P 32, keyed w 3)"}),
         ("own, 32 x 16", {"optim": {"positive_source": "own"}}),
         ("own, 64 x 8", {"optim": {"positive_source": "own", "conditions": 64, "samples": 8}}),
         ("own, 128 x 4", {"optim": {"positive_source": "own", "conditions": 128, "samples": 4}}),
