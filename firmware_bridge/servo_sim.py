@@ -16,6 +16,16 @@ Faults (thread-safe, for tests): :meth:`drop_replies`, :meth:`set_error`, :meth:
 :meth:`inject_garbage`, :meth:`vanish` / :meth:`revive`. ``echo=True`` echoes every request back first,
 as some half-duplex adapters do. Inspection: :meth:`positions`, :meth:`goals`, :meth:`torque`,
 :attr:`counters`.
+
+Wire time (opt-in, off by default: a pty moves bytes at once). ``wire_baud=B`` models one half-duplex bus
+at B baud, 10 bits per byte (start, 8 data, stop): a request occupies the wire for its length in bytes x
+10 / B from when the sim reads it (or from when the bus is free, after the previous traffic, a
+SYNC_WRITE's included); then each answering servo waits ``return_delay_us`` and sends its status
+packet, one after the other (a SYNC_READ's replies in list order), each written to the pty when its
+last byte would have arrived. What the sim did is recorded per request in :attr:`wire_log`
+(:class:`WireRecord`: when it read the request, when the request ended on the wire, and per status
+packet its size, when it was due and when it was written). Not modelled: the USB adapter's own latency
+(an FTDI latency timer, USB frames), the servos' processing time beyond the return delay, collisions.
 """
 
 from __future__ import annotations
@@ -29,13 +39,34 @@ import threading
 import time
 import tty
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import servo_dynamixel as dxl
 from . import servo_feetech as ft
 
 FAMILIES = ("feetech", "dynamixel")
 DEFAULT_MODEL = {"feetech": "sts3215", "dynamixel": "xl430-w250"}
+
+
+class WireReply(NamedTuple):
+    """One status packet under the wire-time model: ``t_due`` (its last byte on the wire), ``t_sent``
+    (when the sim wrote it to the pty, never before ``t_due``); times on ``time.monotonic()``."""
+
+    servo_id: int
+    nbytes: int
+    t_due: float
+    t_sent: float
+
+
+@dataclass
+class WireRecord:
+    """One request under the wire-time model (see the module docstring)."""
+
+    instruction: str
+    request_bytes: int
+    t_read: float  # the sim read the request from the pty
+    t_request_end: float  # its last byte on the modelled wire (>= t_read + its wire time)
+    replies: list[WireReply] = field(default_factory=list)
 
 
 @dataclass
@@ -64,9 +95,20 @@ class ServoBusSim:
 
     def __init__(self, family: str, ids: list[int], models: str | list[str] | None = None, *,
                  positions: list[float] | None = None, homing: list[int] | None = None, tau_s: float = 0.05,
-                 max_speed: float = 4000.0, echo: bool = False) -> None:
+                 max_speed: float = 4000.0, echo: bool = False, wire_baud: int | None = None,
+                 return_delay_us: float = 0.0, wire_log_len: int = 100_000) -> None:
         if family not in FAMILIES:
             raise ValueError(f"servo family must be one of {FAMILIES}, got {family!r}")
+        if wire_baud is not None and not int(wire_baud) > 0:
+            raise ValueError(f"wire_baud must be > 0 (or None: no wire time), got {wire_baud!r}")
+        if return_delay_us < 0 or (return_delay_us and wire_baud is None):
+            raise ValueError("return_delay_us must be >= 0 and needs wire_baud (the wire-time model)")
+        # wire-time model (module docstring); None: replies are written at once, as before
+        self.wire_baud = None if wire_baud is None else int(wire_baud)
+        self.return_delay_s = float(return_delay_us) * 1e-6
+        self.wire_log: collections.deque[WireRecord] = collections.deque(maxlen=int(wire_log_len))
+        self._bus_free = 0.0  # when the modelled wire is free again
+        self._parts: list[tuple[int, bytes]] | None = None  # status packets of the request being handled
         self.family = family
         self.mod: Any = ft if family == "feetech" else dxl
         if models is None or isinstance(models, str):
@@ -195,6 +237,8 @@ class ServoBusSim:
             pkt = pkt[:-1] + bytes(((pkt[-1] ^ 0x5A) & 0xFF,))
             self.counters["replies_corrupted"] += 1
         self.counters["replies"] += 1
+        if self._parts is not None:
+            self._parts.append((s.id, pkt))
         return pkt
 
     def _handle(self, p: Any, now: float) -> bytes:
@@ -343,6 +387,10 @@ class ServoBusSim:
                 self._busy = False
                 return
             now = time.monotonic()
+            if self.wire_baud is not None:
+                self._serve_on_wire(data, now)
+                self._busy = False
+                continue
             out = bytearray()
             with self._lock:
                 if self.echo:
@@ -358,6 +406,53 @@ class ServoBusSim:
             if out:
                 self._send(bytes(out))
             self._busy = False
+
+    def wire_s(self, nbytes: int) -> float:
+        """Seconds ``nbytes`` take on the modelled wire (10 bits a byte at ``wire_baud``)."""
+        return 10.0 * nbytes / self.wire_baud if self.wire_baud else 0.0
+
+    def _serve_on_wire(self, data: bytes, now: float) -> None:
+        """The wire-time model: schedule every reply of ``data``'s requests on the modelled bus, then write
+        each when due (outside the lock: faults can be set meanwhile)."""
+        plan: list[tuple[float, bytes, WireRecord | None, int]] = []  # (due, bytes, record, servo id)
+        with self._lock:
+            packets = self._decoder.feed(data)
+            if self.echo:  # the adapter echoes the request as it goes out
+                plan.append((max(now, self._bus_free) + self.wire_s(len(data)), bytes(data), None, -1))
+            for p in packets:
+                t_end = max(now, self._bus_free) + self.wire_s(len(p.raw))
+                self._bus_free = t_end
+                if self.family == "dynamixel" and p.is_status:
+                    continue
+                inst = p.code if self.family == "feetech" else p.instruction
+                try:
+                    name = self.mod.Inst(inst).name.lower()
+                except ValueError:
+                    name = f"inst_0x{inst:02x}"
+                rec = WireRecord(name, len(p.raw), now, t_end)
+                self._parts = []
+                try:
+                    reply = self._handle(p, now)
+                    parts = self._parts
+                finally:
+                    self._parts = None
+                if reply and self._garbage and parts:
+                    parts[0] = (parts[0][0], self._garbage + parts[0][1])
+                    self._garbage = b""
+                for sid, pkt in parts:
+                    t_end = self._bus_free + self.return_delay_s + self.wire_s(len(pkt))
+                    self._bus_free = t_end
+                    plan.append((t_end, pkt, rec, sid))
+                self.wire_log.append(rec)
+        for due, pkt, rec, sid in plan:
+            while True:
+                t_sent = time.monotonic()
+                if t_sent >= due:
+                    break
+                time.sleep(due - t_sent)
+            if rec is not None:  # recorded before the host can see the bytes
+                rec.replies.append(WireReply(sid, len(pkt), due, t_sent))
+            self._send(pkt)
 
     # ------------------------------------------------------------------ faults and inspection
     def drop_replies(self, servo_id: int, n: int = 1) -> None:
@@ -414,4 +509,4 @@ def start_servo_sim(family: str, ids: list[int], **kwargs: Any) -> ServoBusSim:
     return ServoBusSim(family, ids, **kwargs).start()
 
 
-__all__ = ["ServoBusSim", "start_servo_sim", "FAMILIES", "DEFAULT_MODEL"]
+__all__ = ["ServoBusSim", "start_servo_sim", "WireRecord", "WireReply", "FAMILIES", "DEFAULT_MODEL"]
