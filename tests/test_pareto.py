@@ -228,3 +228,34 @@ def test_seeds_are_averaged_with_their_spread_and_kept_per_seed():
     assert agg["seed_std"] == pytest.approx(math.sqrt(50.0)) and [p["score"] for p in agg["per_seed"]] == [160.0, 170.0]
     row = {"label": "1 ms", "best": {"KDP": {"score": 170.0, "config": "K=16"}, "diffusion": None}}
     assert "only KDP fits" in mod.verdict([row])
+
+
+# ---- the headline over every task's report (bench/pareto_headline.py) -------------------------------
+def test_headline_verdict_needs_a_margin_beyond_the_standard_errors():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from pareto_headline import verdict
+
+    a = {"score": 170.0, "score_sem": 2.0}
+    assert verdict(a, {"score": 172.0, "score_sem": 2.0}) == ("tie", -2.0)  # 2 < hypot(2, 2) = 2.83
+    assert verdict(a, {"score": 175.0, "score_sem": 2.0}) == ("diffusion", -5.0)
+    assert verdict({"score": 180.0, "score_sem": 1.0}, a)[0] == "KDP"
+    assert verdict(a, None) == ("KDP only", None) and verdict(None, None) == ("none fits", None)
+
+
+def test_headline_reads_the_task_reports_and_writes_table_and_plot(pareto_report, cli_env, tmp_path):
+    rep = json.loads((pareto_report / "pointmaze-umaze.json").read_text())
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "pareto_headline.py"), "--dir", str(pareto_report),
+                        "--out", str(tmp_path / "hl")], env=cli_env, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads((tmp_path / "hl.json").read_text())
+    assert [x["task"] for x in out["reports"]] == ["pointmaze-umaze"]
+    assert len(out["rows"]) == len(rep["best_by_method"]["p50_ms"])
+    for row, b in zip(out["rows"], rep["best_by_method"]["p50_ms"], strict=True):
+        assert row["KDP"] == b["best"]["KDP"] and row["diffusion"] == b["best"]["diffusion"]
+    assert "## pointmaze-umaze" in (tmp_path / "hl.md").read_text()
+    assert (tmp_path / "hl.png").read_bytes()[:4] == b"\x89PNG"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "pareto_headline.py"), str(bad)], env=cli_env,
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "not a bench/pareto.py report" in r.stderr
