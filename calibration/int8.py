@@ -112,7 +112,7 @@ def calibration_for_run(run, samples: int, seed: int = 0, data: str | os.PathLik
                         "generated the same way, e.g. kdp-edge data pointmaze --maze umaze --out PATH), "
                         "or export without --quantize int8")
     traj = load_trajectories(path, goal=run.cfg.data.goal, obs_history=run.cfg.data.obs_history)
-    return draw_calibration(traj, run.info.horizon, run.info.obs_dim + run.info.act_dim, samples, seed)
+    return draw_calibration(traj, run.info.horizon, run.info.layout.dim, samples, seed)
 
 
 class OnnxCalibrationReader(CalibrationDataReader):

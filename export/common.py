@@ -76,15 +76,21 @@ def validate_options(opts: ExportOptions) -> None:
 
 
 def manifest_for_run(run, model, opts: ExportOptions, action_low=None, action_high=None) -> BundleManifest:
-    from kdp_edge.planning import ScoringSpec
+    """The run's bundle manifest (no model files yet); an ExportError when its windows cannot be
+    planned with the scoring and protocol (action-only windows: no position scoring, no tracker)."""
+    from kdp_edge.planning import ScoringSpec, window_problems
 
     info = run.info
+    scoring = ScoringSpec.for_run(info)
+    problems = window_problems(info.layout, scoring, opts.protocol)
+    if problems:
+        raise ExportError(f"{run.run_dir}: windows of {info.layout.describe()}: " + "; ".join(problems))
     return BundleManifest(
         obs_dim=info.obs_dim, act_dim=info.act_dim, goal_dim=info.goal_dim, horizon=info.horizon,
-        method=info.method, env=info.env, obs_history=info.obs_history,
+        method=info.method, env=info.env, obs_history=info.obs_history, window=info.window,
         action_low=[float(x) for x in action_low] if action_low is not None else [],
         action_high=[float(x) for x in action_high] if action_high is not None else [],
-        key=dict(run.cfg.drift.key.__dict__), scoring=ScoringSpec.for_run(info).to_dict(),
+        key=dict(run.cfg.drift.key.__dict__), scoring=scoring.to_dict(),
         default_candidates=opts.candidates, control_rate_hz=opts.control_rate_hz, protocol=opts.protocol,
         step_dt_s=info.step_dt_s or step_dt_for_env(info.env), obs_names=list(info.obs_names),
         act_names=list(info.act_names),
@@ -142,7 +148,8 @@ def action_limits(run, traj) -> tuple[np.ndarray, np.ndarray]:
     if known is not None:
         return known
     n = run.normalizer
-    mean, std = n.win_mean[n.obs_dim:], n.win_std[n.obs_dim:]
+    lo, hi = n.layout.action_slice
+    mean, std = n.win_mean[lo:hi], n.win_std[lo:hi]
     return mean - 4 * std, mean + 4 * std
 
 

@@ -21,7 +21,8 @@ Normalised units for x_t / x0 because the sampler's arithmetic (and the clipping
     units "normalized", timesteps, schedule, alphas_cumprod [timesteps] (float64 as JSON numbers),
     prediction (sample | epsilon; informative, the graph returns x0), sampler "ddim" (the default,
     deterministic), sample_steps (default T, ``--sample-steps``), spacing "trailing",
-    clip_sample (applied in the graph), overwrite_first_state, win_mean / win_std [D],
+    clip_sample (applied in the graph), overwrite_first_state (false for action-only windows: no state
+    to in-paint), win_mean / win_std [D],
     obs_mean / obs_std [O] (the in-painted first state is computed exactly as torch does)
 
 Parity (the gate, like generator bundles' fp32 gate): the runtime's numpy sampler on the exported
@@ -132,7 +133,7 @@ def diffusion_manifest_dict(model, sample_steps: int) -> dict:
         "prediction": d.prediction, "sampler": "ddim", "sample_steps": int(sample_steps), "spacing": "trailing",
         "trained_sampler": d.sampler, "trained_sample_steps": int(d.sample_steps),
         "clip_sample": float(d.clip_sample), "clip_in_graph": True,
-        "overwrite_first_state": bool(model.cfg.overwrite_first_state),
+        "overwrite_first_state": bool(model.overwrites_first_state),  # false for action-only windows
         "win_mean": vec("win_mean"), "win_std": vec("win_std"), "obs_mean": vec("obs_mean"), "obs_std": vec("obs_std"),
     }
 

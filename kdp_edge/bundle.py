@@ -15,9 +15,15 @@ Every model maps raw units to raw units, with the normalisation inside the graph
     inputs   obs   float32 [K, obs_dim]       raw observation, repeated per candidate
              goal  float32 [K, goal_dim]      raw goal (absent when goal_dim == 0)
              noise float32 [K, horizon, window_dim]  standard normal
-    output   window float32 [K, horizon, window_dim]  raw [obs, act] per step
+    output   window float32 [K, horizon, window_dim]  raw [obs, act] per step, or [act] per step
+                                                      when ``window`` is "actions"
 
-so the device does no bookkeeping. ``action_slice`` says where the actions sit in a window step.
+so the device does no bookkeeping. ``window`` says what a window step holds (kdp_edge/layout.py):
+"states+actions" (the default; a manifest without the field, as every bundle written before it
+existed, means this, and such bundles are written without it so older runtimes still read them) or
+"actions" (the action chunk only: window_dim = act_dim; no position scoring, no tracker protocol).
+``window_dim`` and ``action_slice`` (where the actions sit in a window step) are derived from it and
+the dims; bundle.json repeats them for readers, and a manifest whose copies disagree is refused.
 This module imports only the standard library and numpy: it is part of the device runtime.
 """
 
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import KDPError
+from .layout import STATES_ACTIONS, WINDOW_CONTENTS, WindowLayout
 
 SCHEMA_VERSION = 1
 MANIFEST = "bundle.json"
@@ -78,6 +85,7 @@ class BundleManifest:
     method: str = "drift"  # drift | diffusion
     env: str = ""  # e.g. pointmaze-umaze ("" when unknown)
     obs_history: int = 1  # obs = the last obs_history observations, oldest first (runtime.ObsHistory)
+    window: str = STATES_ACTIONS  # what a window step holds (kdp_edge.layout); written only when "actions"
     action_low: list[float] = field(default_factory=list)  # [act_dim] limits the runtime clips to
     action_high: list[float] = field(default_factory=list)
     key: dict[str, Any] = field(default_factory=dict)  # drift KeySpec used in training
@@ -100,18 +108,24 @@ class BundleManifest:
     created: float = 0.0
 
     @property
+    def layout(self) -> WindowLayout:
+        return WindowLayout(self.obs_dim, self.act_dim, self.window)
+
+    @property
     def window_dim(self) -> int:
-        return self.obs_dim + self.act_dim
+        return self.layout.dim
 
     @property
     def action_slice(self) -> tuple[int, int]:
-        return self.obs_dim, self.obs_dim + self.act_dim
+        return self.layout.action_slice
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("obs_names", "act_names"):
             if not d[k]:
                 del d[k]
+        if d["window"] == STATES_ACTIONS:  # the default: left out, so older runtimes still read the bundle
+            del d["window"]
         d["window_dim"] = self.window_dim
         d["action_slice"] = list(self.action_slice)
         return d
@@ -124,7 +138,11 @@ class BundleManifest:
         if version != SCHEMA_VERSION:
             raise BundleError(f"{where}: schema version {version!r}, this kdp-edge reads version {SCHEMA_VERSION}; "
                               "re-export the bundle with this kdp-edge version (kdp-edge export RUN_DIR ...)")
+        derived = {k: d[k] for k in ("window_dim", "action_slice") if k in d}
         d = {k: v for k, v in d.items() if k not in ("window_dim", "action_slice")}
+        if d.get("window", STATES_ACTIONS) not in WINDOW_CONTENTS:
+            raise BundleError(f"{where}: window {d['window']!r}: this kdp-edge reads windows "
+                              f"{' or '.join(repr(c) for c in WINDOW_CONTENTS)}; update kdp-edge or re-export the bundle")
         names = {f.name for f in fields(BundleManifest)}
         unknown = sorted(set(d) - names)
         missing = sorted(n for n in ("obs_dim", "act_dim", "goal_dim", "horizon") if n not in d)
@@ -154,6 +172,15 @@ class BundleManifest:
             problems.append("obs_history must be a positive integer dividing obs_dim")
         if m.default_candidates < 1:
             problems.append("default_candidates must be at least 1")
+        have = {"window_dim": m.window_dim, "action_slice": list(m.action_slice)}
+        problems += [f"{k} {v} does not match the dims and window ({have[k]})" for k, v in derived.items() if v != have[k]]
+        if m.scoring:
+            from .planning import ScoringSpec, window_problems
+
+            try:
+                problems += window_problems(m.layout, ScoringSpec.from_dict(m.scoring), m.protocol)
+            except TypeError as exc:
+                problems.append(f"malformed scoring ({exc})")
         for f in m.files:
             if Path(f.path).is_absolute() or ".." in Path(f.path).parts:
                 problems.append(f"file path {f.path!r} points outside the bundle")

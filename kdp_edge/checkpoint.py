@@ -38,6 +38,7 @@ class RunInfo:
     kdp_edge_version: str = ""
     torch_version: str = ""
     obs_history: int = 1  # obs_dim = obs_history x the environment's observation size
+    window: str = "states+actions"  # what a window step holds (kdp_edge.layout); absent in older run.json files
     # from the dataset when it says (LeRobot: 1 / fps and feature names); absent in older run.json files
     step_dt_s: float = 0.0  # seconds between window steps; 0: unknown
     obs_names: list[str] = field(default_factory=list)  # one observation's values (obs_history repeats them)
@@ -47,6 +48,13 @@ class RunInfo:
         import dataclasses
 
         return dataclasses.asdict(self)
+
+    @property
+    def layout(self):
+        """Where the actions (and states) sit in a window step (:class:`kdp_edge.layout.WindowLayout`)."""
+        from .layout import WindowLayout
+
+        return WindowLayout(self.obs_dim, self.act_dim, self.window)
 
 
 def save_run_files(run_dir: Path, cfg, normalizer: Normalizer, info: RunInfo) -> None:
@@ -106,6 +114,10 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         info = RunInfo(**read_json(run_dir / "run.json"))
     except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"{run_dir}: run files are corrupted ({exc})") from exc
+    if not normalizer.window == info.window == cfg.data.window:
+        raise CheckpointError(f"{run_dir}: run files disagree on the window content (normalizer.json "
+                              f"{normalizer.window!r}, run.json {info.window!r}, config.json {cfg.data.window!r}); "
+                              "they were edited or mixed from different runs")
     try:
         state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated / foreign files

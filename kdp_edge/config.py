@@ -17,6 +17,7 @@ from typing import Any
 from .diffusion import DiffusionConfig
 from .drift import DriftConfig, KeySpec
 from .errors import ConfigError
+from .layout import STATES_ACTIONS, check_window
 from .models import ModelConfig
 
 
@@ -26,6 +27,15 @@ class DataConfig:
     horizon: int = 32
     goal: str = "auto"  # auto | hindsight | none
     obs_history: int = 1  # observations stacked into the condition (Diffusion Policy uses 2)
+    # what a window step holds (kdp_edge/layout.py): "states+actions" ([observation, action]) or "actions"
+    # (the action chunk only); the condition is the same either way. A study option (issue #22)
+    window: str = STATES_ACTIONS
+
+    def __post_init__(self) -> None:
+        try:
+            check_window(self.window)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 @dataclass
@@ -130,6 +140,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 # on it 0.852 / 0.726 (pusht-unet.md; 20k not run). Seed 1 and 400-episode figures exist only as hand notes
 # in variants.md. ~80 min per 20k run on 2 CPU threads; torch plan p50 2.6-2.8 ms
 RECIPES["pusht-unet"] = merge(RECIPES["pusht"], {"model": {"arch": "unet"}, "optim": {"steps": 20_000}})
+# Study variant (issue #22), not measured yet: the same recipe with windows of the action chunk only
+# ([16, 2], as the public one-step drifting policies generate), so the descriptor's action dims are 0, 1
+RECIPES["pusht-actions"] = merge(RECIPES["pusht"], {"data": {"window": "actions"},
+                                                    "drift": {"key": {"descriptor_dims": [0, 1]}}})
 
 
 def recipe(name: str) -> dict[str, Any]:

@@ -167,7 +167,10 @@ class DiffusionGenerator(nn.Module):
         self.cfg, self.dcfg = cfg, dcfg
         self.horizon = horizon
         self.obs_dim, self.act_dim, self.goal_dim = normalizer.obs_dim, normalizer.act_dim, normalizer.goal_dim
-        self.window_dim = self.obs_dim + self.act_dim
+        self.layout = normalizer.layout
+        self.window_dim = self.layout.dim
+        # in-painting writes the condition's state into step 0: only where a window step has a state
+        self.overwrites_first_state = cfg.overwrite_first_state and self.layout.has_states
         cond_in = self.obs_dim + self.goal_dim + dcfg.time_dim
         if cfg.arch == "unet":
             if horizon % (2 ** (len(cfg.channels) - 1)):
@@ -205,14 +208,18 @@ class DiffusionGenerator(nn.Module):
             c = torch.cat([c, (goal - self.goal_mean) / self.goal_std], dim=-1)
         return c
 
-    def first_state(self, cond: torch.Tensor) -> torch.Tensor:
-        """The condition's state [B, O] in window normalisation (what in-painting writes)."""
+    def first_state(self, cond: torch.Tensor) -> torch.Tensor | None:
+        """The condition's state [B, O] in window normalisation (what in-painting writes); None when
+        nothing is in-painted (in-painting off, or windows of actions only)."""
+        if not self.overwrites_first_state:
+            return None
         s0 = cond[:, : self.obs_dim] * self.obs_std + self.obs_mean
         return (s0 - self.win_mean[: self.obs_dim]) / self.win_std[: self.obs_dim]
 
-    def inpaint(self, x: torch.Tensor, s0: torch.Tensor) -> torch.Tensor:
-        """x [B, H, D] with its first state replaced by s0 [B, O] (a no-op if in-painting is off)."""
-        if not self.cfg.overwrite_first_state:
+    def inpaint(self, x: torch.Tensor, s0: torch.Tensor | None) -> torch.Tensor:
+        """x [B, H, D] with its first state replaced by s0 [B, O] (a no-op if in-painting is off or the
+        windows hold actions only)."""
+        if not self.overwrites_first_state:
             return x
         return torch.cat([torch.cat([s0[:, None, :], x[:, :1, self.obs_dim:]], dim=-1), x[:, 1:]], dim=1)
 
@@ -255,7 +262,7 @@ class DiffusionGenerator(nn.Module):
         target = eps if self.dcfg.prediction == "epsilon" else x0
         err = (self.predict(x_t, t, cond) - target) ** 2
         mask = torch.ones_like(err[:1])
-        if self.cfg.overwrite_first_state:
+        if self.overwrites_first_state:
             mask[:, 0, : self.obs_dim] = 0.0
         loss = (err * mask).sum() / (mask.sum() * b)
         with torch.no_grad():
@@ -286,7 +293,7 @@ class DiffusionGenerator(nn.Module):
         ``self.sample_steps`` steps of ``self.sampler``; the first state equals obs exactly."""
         win = self.sample_normalized(self.normalize_condition(obs, goal), noise)
         win = win * self.win_std + self.win_mean
-        if self.cfg.overwrite_first_state:
+        if self.overwrites_first_state:
             win = torch.cat([torch.cat([obs[:, None, :], win[:, :1, self.obs_dim:]], dim=-1), win[:, 1:]], dim=1)
         return win
 

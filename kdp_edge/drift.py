@@ -2,7 +2,8 @@
 
 Notation and shapes (everything in normalised units):
     G  condition groups in a batch          N  generated windows per group
-    P  positive (dataset) windows per group  H  horizon, D = obs_dim + act_dim per step
+    P  positive (dataset) windows per group  H  horizon, D values per step (obs_dim + act_dim, or
+                                                act_dim for action-only windows: kdp_edge/layout.py)
     C  condition dims (start state + goal)   W = H * D, the flattened window
 
 1. Keys. Each window gets a compact key kappa(window, condition) that decides *who is near whom*:

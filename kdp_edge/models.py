@@ -3,8 +3,9 @@
 Model contract (what export and the device runtime see), shapes for K candidates:
     obs   [K, obs_dim]    raw observation (simulator / robot units)
     goal  [K, goal_dim]   raw goal (same units as the positions); goal_dim may be 0
-    noise [K, H, D]       standard normal, D = obs_dim + act_dim
-    ->    [K, H, D]       raw (de-normalised) window: per step [observation, action]
+    noise [K, H, D]       standard normal, D = obs_dim + act_dim (act_dim for action-only windows)
+    ->    [K, H, D]       raw (de-normalised) window: per step [observation, action] (or [action];
+                          the normaliser's :class:`~kdp_edge.layout.WindowLayout` says which)
 Normalisation statistics live in the module as buffers, so an exported graph needs no bookkeeping.
 """
 
@@ -27,7 +28,7 @@ class ModelConfig:
     mlp_hidden: int = 320
     mlp_layers: int = 3
     activation: str = "silu"  # "silu" or "relu" (both quantise well; see docs/EDGE notes)
-    overwrite_first_state: bool = True  # copy the condition's state into step 0 of the window
+    overwrite_first_state: bool = True  # copy the condition's state into step 0 of the window (no-op without states)
 
 
 def _act(name: str) -> nn.Module:
@@ -120,7 +121,10 @@ class KDPGenerator(nn.Module):
         self.cfg = cfg
         self.horizon = horizon
         self.obs_dim, self.act_dim, self.goal_dim = normalizer.obs_dim, normalizer.act_dim, normalizer.goal_dim
-        self.window_dim = self.obs_dim + self.act_dim
+        self.layout = normalizer.layout
+        self.window_dim = self.layout.dim
+        # the condition's state goes into step 0 only where a step has a state
+        self.overwrites_first_state = cfg.overwrite_first_state and self.layout.has_states
         if cfg.arch == "unet":
             if horizon % (2 ** (len(cfg.channels) - 1)):
                 raise ValueError(
@@ -149,7 +153,7 @@ class KDPGenerator(nn.Module):
     def generate_normalized(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Normalised condition [B, C] + noise [B, H, D] -> normalised window [B, H, D]."""
         win = self.net(noise, cond)
-        if self.cfg.overwrite_first_state:
+        if self.overwrites_first_state:
             # the condition's state, re-expressed in window normalisation
             s0 = cond[:, : self.obs_dim] * self.obs_std + self.obs_mean
             s0 = (s0 - self.win_mean[: self.obs_dim]) / self.win_std[: self.obs_dim]

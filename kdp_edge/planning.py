@@ -1,7 +1,10 @@
 """Candidate scoring and action selection (numpy only: shared by training-side evaluation and the
 device runtime, so both pick the same candidate from the same windows).
 
-A plan is a raw window [H, D] with D = obs_dim + act_dim. Scores are "higher is better".
+A plan is a raw window [H, D]: per step [observation, action] (D = obs_dim + act_dim) or, for
+action-only windows, [action] (D = act_dim); :class:`~kdp_edge.layout.WindowLayout` says where the
+actions sit. Scores are "higher is better". Scorings and protocols that read planned positions need
+windows with states (:func:`window_problems`).
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .layout import STATES_ACTIONS, WindowLayout
 from .mazes import Maze
 
 PROTOCOLS = ("own-actions", "tracker")
+STATE_SCORINGS = ("goal_distance", "maze_geodesic")  # read planned positions: need windows with states
+STATE_PROTOCOLS = ("tracker",)  # steers toward a planned position: needs windows with states
 
 
 @dataclass
@@ -38,18 +44,42 @@ class ScoringSpec:
         return ScoringSpec(**d)
 
     @staticmethod
-    def for_env(env: str, goal_dim: int = 2, obs_dim: int = 0, act_dim: int = 0, executed_steps: int = 8) -> ScoringSpec:
+    def for_env(env: str, goal_dim: int = 2, obs_dim: int = 0, act_dim: int = 0, executed_steps: int = 8,
+                window: str = STATES_ACTIONS) -> ScoringSpec:
         """The scoring the environment plug-in (kdp_edge.envs) chooses: maze geodesic for
         ``pointmaze-<maze>``, Euclidean goal distance for other goal tasks, consensus over the action
-        dims for goal-free tasks (``goal_dim`` 0)."""
+        dims (wherever ``window``'s layout puts them) for goal-free tasks (``goal_dim`` 0)."""
         from .envs import env_for
 
-        return ScoringSpec(**env_for(env).scoring_kwargs(env, goal_dim, obs_dim, act_dim, executed_steps))
+        layout = WindowLayout(obs_dim, act_dim, window)
+        return ScoringSpec(**env_for(env).scoring_kwargs(env, goal_dim, layout, executed_steps))
 
     @staticmethod
     def for_run(info, executed_steps: int = 8) -> ScoringSpec:
         """The scoring of a trained run (a :class:`~kdp_edge.checkpoint.RunInfo` or bundle manifest)."""
-        return ScoringSpec.for_env(info.env, info.goal_dim, info.obs_dim, info.act_dim, executed_steps)
+        return ScoringSpec.for_env(info.env, info.goal_dim, info.obs_dim, info.act_dim, executed_steps, info.window)
+
+    @property
+    def needs_states(self) -> bool:
+        """Whether this scoring reads planned positions (the window's states)."""
+        return self.kind in STATE_SCORINGS
+
+
+def window_problems(layout: WindowLayout, scoring: ScoringSpec, protocol: str = "own-actions") -> list[str]:
+    """What does not fit windows of ``layout`` in a planner with this scoring and protocol (empty: all
+    fits). Action-only windows hold no planned states: no position scoring, no tracker protocol."""
+    out = []
+    if not layout.has_states:
+        fix = "train with data.window 'states+actions'"
+        if scoring.needs_states:
+            out.append(f"scoring '{scoring.kind}' reads planned positions, which windows of actions only do not hold "
+                       f"({fix}, or plan a goal-free task, which scores by consensus over the actions)")
+        if protocol in STATE_PROTOCOLS:
+            out.append(f"protocol '{protocol}' steers toward a planned position, which windows of actions only do "
+                       f"not hold (use protocol own-actions, or {fix})")
+    if scoring.kind == "consensus" and any(not 0 <= d < layout.dim for d in scoring.consensus_dims):
+        out.append(f"consensus_dims {scoring.consensus_dims} fall outside windows of {layout.describe()}")
+    return out
 
 
 class CandidateScorer:
@@ -95,16 +125,17 @@ def consensus_scores(plans: np.ndarray, dims: list[int], steps: int) -> np.ndarr
 
 
 def select_action(
-    plan: np.ndarray, obs: np.ndarray, obs_dim: int, protocol: str = "own-actions",
+    plan: np.ndarray, obs: np.ndarray, act_slice: tuple[int, int], protocol: str = "own-actions",
     lookahead: int = 8, pos_dims=(0, 1), kp: float = 10.0, kd: float = 1.0,
 ) -> np.ndarray:
-    """The action to execute now from the chosen plan [H, D].
+    """The action to execute now from the chosen plan [H, D] whose actions are ``[act_slice)`` of a step.
 
     own-actions: the plan's first action. tracker: PD control toward the planned position
-    ``lookahead`` steps ahead (Diffuser's Maze2D protocol; assumes velocity dims follow positions).
+    ``lookahead`` steps ahead (Diffuser's Maze2D protocol; assumes velocity dims follow positions;
+    windows with states only, see :func:`window_problems`).
     """
     if protocol == "own-actions":
-        return plan[0, obs_dim:]
+        return plan[0, act_slice[0]:act_slice[1]]
     if protocol == "tracker":
         pos = np.asarray(pos_dims)
         target = plan[min(lookahead, len(plan) - 1), pos]

@@ -31,7 +31,7 @@ from .runtime.history import ObsHistory
 SUCCESS_COVERAGE = 0.95
 ACTION_LOW, ACTION_HIGH = 0.0, 512.0
 
-PlanFn = Callable[[np.ndarray], np.ndarray]  # stacked obs [E, O] -> chosen windows [E, H, D]
+PlanFn = Callable[[np.ndarray], np.ndarray]  # stacked obs [E, O] -> the chosen windows' actions [E, H, 2]
 
 
 @dataclass
@@ -68,8 +68,8 @@ def rollout(plan: PlanFn | None, proto: PushTProtocol, obs_dim: int, obs_history
             progress: bool = True, action_fn: Callable[[int, int], np.ndarray] | None = None) -> dict:
     """Run ``proto.episodes`` seeded episodes in lockstep, planning for all unfinished ones at once.
 
-    ``plan`` maps stacked observations [E, obs_dim] to chosen windows [E, H, D] whose actions are
-    ``window[:, :, obs_dim:obs_dim + 2]``; ``action_fn(episode, step)`` replaces it for references.
+    ``plan`` maps stacked observations [E, obs_dim] to the planned actions [E, H, 2] of the chosen
+    windows (:func:`planner_plan_fn`); ``action_fn(episode, step)`` replaces it for references.
     Returns per-episode max / final coverage, success, steps, agent and block paths, plan times (s).
     """
     e = proto.episodes
@@ -90,9 +90,9 @@ def rollout(plan: PlanFn | None, proto: PushTProtocol, obs_dim: int, obs_history
                 obs = hist.stacked()[live]
                 assert obs.shape[1] == obs_dim, f"stacked observation has {obs.shape[1]} dims, the model {obs_dim}"
                 t0 = time.perf_counter()
-                windows = plan(obs)
+                actions = plan(obs)
                 plan_s.append(time.perf_counter() - t0)
-                chunk = np.clip(windows[:, : proto.action_steps, obs_dim:obs_dim + 2], ACTION_LOW, ACTION_HIGH)
+                chunk = np.clip(actions[:, : proto.action_steps], ACTION_LOW, ACTION_HIGH)
             n = min(proto.action_steps, proto.max_steps - t) if action_fn is None else 1
             for j in range(n):
                 for row, i in enumerate(live):
@@ -156,10 +156,12 @@ def replay_demos(path, progress: bool = False) -> dict:
 def planner_plan_fn(planner) -> PlanFn:
     """A :data:`PlanFn` over the device runtime's :class:`~kdp_edge.runtime.planner.Planner`: K
     candidates per environment in one model call, chosen by the planner's scorer (consensus for
-    goal-free tasks), the chosen windows returned for the rollout to execute."""
+    goal-free tasks), the chosen windows' actions (the planner's ``act_slice``: wherever the bundle's
+    window layout puts them) returned for the rollout to execute."""
+    lo, hi = planner.act_slice
 
     def plan(obs: np.ndarray) -> np.ndarray:
-        return planner.plan_batch(obs).windows
+        return planner.plan_batch(obs).windows[..., lo:hi]
 
     return plan
 

@@ -45,12 +45,12 @@ class TorchBackend:
 
 def plan_manifest(info, scoring: ScoringSpec, candidates: int, protocol: str = "own-actions", lookahead: int = 8,
                   action_low=None, action_high=None) -> BundleManifest:
-    """The planning part of a bundle manifest for a trained run (``info``: its RunInfo): dims,
-    horizon, method, env, observation history, scoring, K, protocol and (optional) action limits.
+    """The planning part of a bundle manifest for a trained run (``info``: its RunInfo): dims, window
+    content, horizon, method, env, observation history, scoring, K, protocol and (optional) action limits.
     No model files: the caller supplies the backend."""
     return BundleManifest(
         obs_dim=info.obs_dim, act_dim=info.act_dim, goal_dim=info.goal_dim, horizon=info.horizon,
-        method=info.method, env=info.env, obs_history=info.obs_history, scoring=scoring.to_dict(),
+        method=info.method, env=info.env, obs_history=info.obs_history, window=info.window, scoring=scoring.to_dict(),
         default_candidates=candidates, protocol=protocol, lookahead=lookahead,
         action_low=[float(x) for x in action_low] if action_low is not None else [],
         action_high=[float(x) for x in action_high] if action_high is not None else [],

@@ -48,7 +48,9 @@ from .checkpoint import LoadedRun, RunInfo, save_checkpoint, save_run_files
 from .config import TrainConfig
 from .errors import ConfigError, KDPError
 from .fileio import append_jsonl
+from .layout import WindowLayout
 from .metrics import candidate_diversity, staticness
+from .planning import ScoringSpec, window_problems
 from .progress import Progress
 from .windows import WindowSet
 
@@ -144,15 +146,21 @@ class Trainer:
             if want != have:
                 raise KDPError(f"cannot resume: the run was trained on dims (obs, act, goal) = {want}, "
                                f"the dataset has {have}")
-        window_dim = traj.obs_dim + traj.act_dim
-        bad = [d for d in cfg.drift.key.descriptor_dims if not 0 <= d < window_dim]
+        layout = WindowLayout(traj.obs_dim, traj.act_dim, cfg.data.window)
+        bad = [d for d in cfg.drift.key.descriptor_dims if not 0 <= d < layout.dim]
         if bad:
             raise ConfigError(
                 f"drift.key.descriptor_dims {cfg.drift.key.descriptor_dims}: {bad} outside this dataset's windows of "
-                f"{window_dim} dims per step (observation 0..{traj.obs_dim - 1} with obs_history "
-                f"{cfg.data.obs_history}, action {traj.obs_dim}..{window_dim - 1}); set drift.key.descriptor_dims "
-                "in --config to dims that exist")
-        self.ws = WindowSet(traj, cfg.data.horizon, prior.normalizer if prior else None)
+                f"{layout.describe(cfg.data.obs_history)}; valid dims are 0..{layout.dim - 1}: set "
+                "drift.key.descriptor_dims in --config to dims that exist")
+        # the planner this run's bundles get must be able to read its windows (action-only windows hold no
+        # planned positions): refuse now, not after training
+        scoring = ScoringSpec.for_env(traj.env, traj.goal_dim, traj.obs_dim, traj.act_dim, window=cfg.data.window)
+        problems = window_problems(layout, scoring)
+        if problems:
+            raise ConfigError(f"data.window {cfg.data.window!r} on {traj.env or 'this dataset'} "
+                              f"(goal_dim {traj.goal_dim}): " + "; ".join(problems))
+        self.ws = WindowSet(traj, cfg.data.horizon, prior.normalizer if prior else None, window=cfg.data.window)
         self.positive_rule = positive_rule(cfg.optim.positive_source)
         self.method = method_for(cfg.method)  # the loss of one step and the model it trains (kdp_edge/methods)
         torch.manual_seed(cfg.seed)
@@ -166,7 +174,7 @@ class Trainer:
         self.info = RunInfo(
             obs_dim=traj.obs_dim, act_dim=traj.act_dim, goal_dim=traj.goal_dim, horizon=cfg.data.horizon,
             env=traj.env, data=str(cfg.data.path or traj.source), parameters=count_parameters(self.model), method=cfg.method,
-            torch_version=torch.__version__, obs_history=cfg.data.obs_history,
+            torch_version=torch.__version__, obs_history=cfg.data.obs_history, window=cfg.data.window,
             step_dt_s=traj.step_dt_s, obs_names=list(traj.obs_names or []), act_names=list(traj.act_names or []))
         if prior is not None:
             self.model.load_state_dict(prior.state["model"])
@@ -233,8 +241,10 @@ class Trainer:
         return stats
 
     # ---- metrics and checkpoints ----------------------------------------------------------------
-    def sample_metrics(self, k: int = 16) -> dict[str, float]:
-        """Diversity, static-ness and start consistency of the EMA model on the probe conditions."""
+    def sample_metrics(self, k: int = 16) -> dict[str, float | None]:
+        """Diversity, static-ness and start consistency of the EMA model on the probe conditions, over
+        the descriptor's window dims (positions; for action-only windows, actions). The start jump
+        (planned step-1 state vs the observation) is None for action-only windows: they plan no state."""
         torch, ws = self.torch, self.ws
         obs = ws.traj.observations[self.probe]
         goal = ws.traj.goals[self.probe] if ws.traj.goals is not None else np.zeros((len(obs), 0), np.float32)
@@ -245,15 +255,19 @@ class Trainer:
                              torch.from_numpy(np.repeat(goal, k, 0)).to(self.device), noise)
         plans = plans.cpu().numpy().reshape(len(obs), k, *plans.shape[1:])
         data = self.probe_windows
-        o = ws.traj.obs_dim
         pos_dims = self.cfg.drift.key.descriptor_dims
-        jump_plan = np.linalg.norm(plans[:, :, 1, :o] - obs[:, None], axis=-1).mean()
-        jump_data = np.linalg.norm(data[:, 1, :o] - data[:, 0, :o], axis=-1).mean()
+        lo, hi = ws.layout.action_slice
+        jump = None
+        if ws.layout.has_states:
+            o = ws.traj.obs_dim
+            jump_plan = np.linalg.norm(plans[:, :, 1, :o] - obs[:, None], axis=-1).mean()
+            jump_data = np.linalg.norm(data[:, 1, :o] - data[:, 0, :o], axis=-1).mean()
+            jump = float(jump_plan / max(jump_data, 1e-9))
         return {
             "diversity": candidate_diversity(plans, pos_dims),
             "staticness": staticness(plans, data[:, None], pos_dims),
-            "start_jump_ratio": float(jump_plan / max(jump_data, 1e-9)),
-            "action_rms": float(np.sqrt((plans[..., o:] ** 2).mean())),
+            "start_jump_ratio": jump,
+            "action_rms": float(np.sqrt((plans[..., lo:hi] ** 2).mean())),
         }
 
     def save(self) -> None:

@@ -1,8 +1,9 @@
 """Trajectory windows, their normalisation, and condition-space nearest neighbours (numpy only).
 
 A window of horizon H starting at step t is ``[obs_t, act_t], ..., [obs_{t+H-1}, act_{t+H-1}]``
-(shape [H, obs_dim + act_dim]); it never crosses an episode boundary (terminal or timeout). Its
-condition is ``[obs_t, goal_t]``.
+(shape [H, obs_dim + act_dim]), or with ``data.window`` "actions" ``act_t, ..., act_{t+H-1}`` (shape
+[H, act_dim]; :mod:`kdp_edge.layout`); it never crosses an episode boundary (terminal or timeout).
+Its condition is ``[obs_t, goal_t]`` either way.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DataError
+from .layout import STATES_ACTIONS, WindowLayout, check_window
 
 
 @dataclass
@@ -55,6 +57,16 @@ class Trajectories:
         return 0 if self.goals is None else self.goals.shape[1]
 
 
+STATS = ("obs_mean", "obs_std", "goal_mean", "goal_std", "win_mean", "win_std")
+
+
+def window_steps(traj: Trajectories, window: str = STATES_ACTIONS) -> np.ndarray:
+    """Every step's window values [T, D]: ``[obs, act]``, or ``act`` for action-only windows."""
+    if WindowLayout(traj.obs_dim, traj.act_dim, window).has_states:
+        return np.concatenate([traj.observations, traj.actions], axis=1)
+    return traj.actions
+
+
 @dataclass
 class Normalizer:
     """Per-dimension z-score statistics; saved as JSON next to every checkpoint and bundle."""
@@ -63,8 +75,12 @@ class Normalizer:
     obs_std: np.ndarray
     goal_mean: np.ndarray
     goal_std: np.ndarray
-    win_mean: np.ndarray  # [D] over every step of every window: [obs, act]
+    win_mean: np.ndarray  # [D] over every step of every window: [obs, act] (or act, see ``window``)
     win_std: np.ndarray
+    window: str = STATES_ACTIONS  # the window content (kdp_edge.layout); absent in older normalizer.json files
+
+    def __post_init__(self) -> None:
+        check_window(self.window, "normalizer window")
 
     @property
     def obs_dim(self) -> int:
@@ -76,29 +92,36 @@ class Normalizer:
 
     @property
     def act_dim(self) -> int:
-        return len(self.win_mean) - len(self.obs_mean)
+        return len(self.win_mean) - (len(self.obs_mean) if self.window == STATES_ACTIONS else 0)
+
+    @property
+    def layout(self) -> WindowLayout:
+        return WindowLayout(self.obs_dim, self.act_dim, self.window)
 
     @staticmethod
-    def fit(traj: Trajectories, min_std: float = 1e-3) -> Normalizer:
-        obs, act = traj.observations.astype(np.float64), traj.actions.astype(np.float64)
-        step = np.concatenate([obs, act], axis=1)
+    def fit(traj: Trajectories, min_std: float = 1e-3, window: str = STATES_ACTIONS) -> Normalizer:
+        obs = traj.observations.astype(np.float64)
+        step = window_steps(traj, window).astype(np.float64)
         goals = traj.goals.astype(np.float64) if traj.goals is not None else np.zeros((len(obs), 0))
         return Normalizer(
             obs_mean=obs.mean(0), obs_std=np.maximum(obs.std(0), min_std),
             goal_mean=goals.mean(0) if goals.shape[1] else np.zeros(0),
             goal_std=np.maximum(goals.std(0), min_std) if goals.shape[1] else np.zeros(0),
-            win_mean=step.mean(0), win_std=np.maximum(step.std(0), min_std),
+            win_mean=step.mean(0), win_std=np.maximum(step.std(0), min_std), window=window,
         )
 
     def tensors(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(getattr(self, k), dtype=np.float32) for k in self.__dataclass_fields__}
+        """The statistics as float32 arrays (the models' buffers)."""
+        return {k: np.asarray(getattr(self, k), dtype=np.float32) for k in STATS}
 
-    def to_dict(self) -> dict[str, list[float]]:
-        return {k: np.asarray(getattr(self, k), dtype=np.float64).tolist() for k in self.__dataclass_fields__}
+    def to_dict(self) -> dict:
+        return {k: np.asarray(getattr(self, k), dtype=np.float64).tolist() for k in STATS} | {"window": self.window}
 
     @staticmethod
     def from_dict(d: dict) -> Normalizer:
-        return Normalizer(**{k: np.asarray(d[k], dtype=np.float64) for k in Normalizer.__dataclass_fields__})
+        """Reads files written before ``window`` existed as states+actions (their windows were)."""
+        return Normalizer(**{k: np.asarray(d[k], dtype=np.float64) for k in STATS},
+                          window=d.get("window", STATES_ACTIONS))
 
     def norm_condition(self, obs: np.ndarray, goal: np.ndarray | None) -> np.ndarray:
         c = (obs - self.obs_mean) / self.obs_std
@@ -120,13 +143,19 @@ class WindowSet:
     condition space (the query itself included, at distance 0), from an index built once.
     """
 
-    def __init__(self, traj: Trajectories, horizon: int, normalizer: Normalizer | None = None):
+    def __init__(self, traj: Trajectories, horizon: int, normalizer: Normalizer | None = None,
+                 window: str | None = None):
+        """``window``: the window content (default the normaliser's, else states+actions)."""
         if horizon < 2:
             raise DataError(f"horizon must be at least 2 (got {horizon})")
+        if normalizer is not None and window is not None and window != normalizer.window:
+            raise DataError(f"window {window!r} asked for, but the normaliser was fitted on {normalizer.window!r} "
+                            "windows (a resumed run keeps its window content)")
         self.traj = traj
         self.horizon = horizon
-        self.norm = normalizer or Normalizer.fit(traj)
-        steps = np.concatenate([traj.observations, traj.actions], axis=1).astype(np.float32)
+        self.norm = normalizer or Normalizer.fit(traj, window=window or STATES_ACTIONS)
+        self.layout = self.norm.layout
+        steps = window_steps(traj, self.norm.window).astype(np.float32)
         self.steps_norm = self.norm.norm_window(steps)  # [T, D]
         goals = traj.goals if traj.goals is not None else np.zeros((len(steps), 0), np.float32)
         self.cond_norm = self.norm.norm_condition(traj.observations, goals)  # [T, C]

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("kdp_edge", "export", "firmware_bridge", "calibration")
 
 # The device runtime: what a robot installs (numpy + onnxruntime / LiteRT + pyserial + click).
-RUNTIME = ("kdp_edge.runtime", "kdp_edge.bundle", "kdp_edge.planning", "kdp_edge.mazes", "kdp_edge.errors", "kdp_edge.envs",
+RUNTIME = ("kdp_edge.runtime", "kdp_edge.bundle", "kdp_edge.layout", "kdp_edge.planning", "kdp_edge.mazes", "kdp_edge.errors", "kdp_edge.envs",
            "kdp_edge.fileio", "kdp_edge.metrics", "kdp_edge.provenance")
 # Training side and above: the runtime must import none of it.
 NOT_FOR_RUNTIME = ("torch", "kdp_edge.train", "kdp_edge.drift", "kdp_edge.models", "kdp_edge.methods",

@@ -119,7 +119,7 @@ def test_evaluation_planner_is_the_device_planner(tiny_bundle, torch_model):
         assert np.abs(on_device.candidates - single.candidates).max() <= 1e-4 * scale
         np.testing.assert_allclose(on_device.scores, single.scores, rtol=1e-4, atol=1e-4)
         assert on_device.choice == single.choice
-        want = select_action(single.candidates[single.choice], o, m.obs_dim, m.protocol, m.lookahead)
+        want = select_action(single.candidates[single.choice], o, m.action_slice, m.protocol, m.lookahead)
         np.testing.assert_allclose(on_device.action, np.clip(want, m.action_low, m.action_high), atol=1e-4)
         np.testing.assert_array_equal(on_device.window, on_device.candidates[on_device.choice])
 

@@ -42,12 +42,12 @@ class Environment:
     def matches(self, env: str) -> bool:
         return env == self.name
 
-    def scoring_kwargs(self, env: str, goal_dim: int, obs_dim: int, act_dim: int, executed_steps: int = 8) -> dict:
+    def scoring_kwargs(self, env: str, goal_dim: int, layout, executed_steps: int = 8) -> dict:
         """Arguments of :class:`kdp_edge.planning.ScoringSpec`: Euclidean goal distance for goal tasks,
-        consensus over the action dims (the medoid candidate) without a goal."""
+        consensus over the action dims (the medoid candidate; where ``layout``, a
+        :class:`kdp_edge.layout.WindowLayout`, puts them) without a goal."""
         if goal_dim == 0:
-            return {"kind": "consensus", "consensus_dims": list(range(obs_dim, obs_dim + act_dim)),
-                    "consensus_steps": executed_steps}
+            return {"kind": "consensus", "consensus_dims": layout.action_dims, "consensus_steps": executed_steps}
         return {"kind": "goal_distance"}
 
     def free_positions(self, env: str) -> list | None:

@@ -34,9 +34,9 @@ class PointMaze(Environment):
     def maze_name(env: str) -> str:
         return env.removeprefix(PREFIX)
 
-    def scoring_kwargs(self, env: str, goal_dim: int, obs_dim: int, act_dim: int, executed_steps: int = 8) -> dict:
+    def scoring_kwargs(self, env: str, goal_dim: int, layout, executed_steps: int = 8) -> dict:
         if goal_dim == 0:
-            return super().scoring_kwargs(env, goal_dim, obs_dim, act_dim, executed_steps)
+            return super().scoring_kwargs(env, goal_dim, layout, executed_steps)
         return {"kind": "maze_geodesic", "maze": self.maze_name(env)} if env.startswith(PREFIX) else {}
 
     def free_positions(self, env: str) -> list | None:

@@ -288,7 +288,7 @@ def run_bench(bundle_dir: str | Path, opts: BenchOptions) -> tuple[dict[str, Any
     report = {
         "bundle": str(bundle.root), "compare": str(opts.compare) if opts.compare else None,
         "env": m.env, "method": m.method, "horizon": m.horizon, "obs_dim": m.obs_dim, "act_dim": m.act_dim,
-        "goal_dim": m.goal_dim, "scoring": m.scoring.get("kind", "goal_distance") if m.scoring else "goal_distance",
+        "goal_dim": m.goal_dim, "window": m.window, "scoring": m.scoring.get("kind", "goal_distance") if m.scoring else "goal_distance",
         "options": {"backends": opts.backends, "precision": opts.precision, "candidates": opts.candidates,
                     "runs": opts.runs, "warmup": opts.warmup, "rate_hz": rate, "threads": opts.threads,
                     "block": opts.block, "seed": opts.seed, "conditions": opts.conditions},

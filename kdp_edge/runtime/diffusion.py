@@ -102,7 +102,8 @@ class DenoiserSchedule:
         return DenoiserSchedule(
             alphas_cumprod=ab, prediction=str(d.get("prediction", "sample")), sampler=sampler, sample_steps=steps,
             clip_sample=float(d.get("clip_sample", 0.0)),
-            overwrite_first_state=bool(d.get("overwrite_first_state", True)),
+            # an action-only window has no state to in-paint, whatever the dict says
+            overwrite_first_state=bool(d.get("overwrite_first_state", True)) and m.layout.has_states,
             win_mean=_vector(d, "win_mean", m.window_dim, where).astype(f32),
             win_std=_vector(d, "win_std", m.window_dim, where, positive=True).astype(f32),
             obs_mean=_vector(d, "obs_mean", m.obs_dim, where).astype(f32),
@@ -158,7 +159,7 @@ class DenoiserSampler:
         -> raw windows [K, H, D]; ``denoise`` is one model pass. ``rng``: DDPM's per-step noise."""
         obs, noise = feeds["obs"], feeds["noise"]
         k, o, inpaint = len(noise), self.obs_dim, self.schedule.overwrite_first_state
-        s0 = self.first_state(obs)
+        s0 = self.first_state(obs) if inpaint else None
         x = np.array(noise, dtype=np.float32, copy=True)
         eps = np.empty_like(x)
         pass_feeds = {"obs": obs, "x_t": x}

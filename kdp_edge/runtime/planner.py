@@ -26,7 +26,7 @@ import numpy as np
 
 from ..bundle import Bundle, BundleError, ModelFile, load_bundle
 from ..errors import KDPError
-from ..planning import CandidateScorer, ScoringSpec, select_action
+from ..planning import CandidateScorer, ScoringSpec, select_action, window_problems
 
 BACKENDS = ("onnx", "tflite")
 
@@ -44,7 +44,7 @@ class Plan:
     """The result of one planning call (raw units)."""
 
     action: np.ndarray  # [act_dim] action to execute now, clipped to the bundle's limits
-    window: np.ndarray  # [H, D] chosen candidate window: [obs, act] per step
+    window: np.ndarray  # [H, D] chosen candidate window: [obs, act] (or [act]) per step, see manifest.window
     scores: np.ndarray  # [K] candidate scores, higher is better
     choice: int  # index of the chosen candidate
     candidates: np.ndarray = field(repr=False, default=None)  # [K, H, D] all candidate windows
@@ -132,7 +132,12 @@ class Planner:
         self.manifest = m
         self.k = candidates
         self.rng = np.random.default_rng(seed)
-        self.scorer = CandidateScorer(ScoringSpec.from_dict(m.scoring) if m.scoring else ScoringSpec())
+        spec = ScoringSpec.from_dict(m.scoring) if m.scoring else ScoringSpec()
+        problems = window_problems(m.layout, spec, m.protocol)
+        if problems:  # a manifest built in code (evaluation) is checked here; bundle.json when it loads
+            raise BundleError(f"{bundle.root}: windows of {m.layout.describe()} cannot be planned with: "
+                              + "; ".join(problems))
+        self.scorer = CandidateScorer(spec)
         self.act_slice = m.action_slice
         self.low = np.asarray(m.action_low, dtype=np.float32) if m.action_low else None
         self.high = np.asarray(m.action_high, dtype=np.float32) if m.action_high else None
@@ -259,7 +264,7 @@ class Planner:
         m = self.manifest
         scores = self.score(windows, goal)
         choice = int(np.argmax(scores))
-        action = select_action(windows[choice], obs, m.obs_dim, m.protocol, m.lookahead,
+        action = select_action(windows[choice], obs, self.act_slice, m.protocol, m.lookahead,
                                pos_dims=tuple(self.scorer.spec.pos_dims))
         return scores, choice, self.clip(action)
 
