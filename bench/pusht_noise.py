@@ -129,7 +129,7 @@ def main() -> None:
     report = {"command": "python bench/pusht_noise.py " + " ".join(sys.argv[1:]), "provenance": provenance(),
               "episodes": args.episodes, "runs": {}}
     proto = PushTProtocol(episodes=args.episodes, candidates=1, action_steps=8)
-    window_sets: dict[tuple[int, int], WindowSet] = {}  # (obs_history, horizon) -> the data's windows
+    window_sets: dict[tuple[int, int, str], WindowSet] = {}  # (obs_history, horizon, window) -> the data's windows
     for run_dir in args.runs:
         run = load_run(run_dir)
         model = run.build_model(ema=True)
@@ -143,10 +143,10 @@ def main() -> None:
             s = summarize(rollout(plan, proto, o, run.info.obs_history, mode, progress=False))
             row[mode] = {k: s[k] for k in ("mean_max_coverage", "max_coverage_sem", "success_rate")}
             print(f"{run_dir} noise {mode}: {s['mean_max_coverage']:.3f} ± {s['max_coverage_sem']:.3f}", flush=True)
-        key = (run.info.obs_history, run.info.horizon)
+        key = (run.info.obs_history, run.info.horizon, run.info.window)
         if key not in window_sets:
-            window_sets[key] = WindowSet(load_trajectories(data, goal="none", obs_history=key[0]), key[1])
-        row |= action_spread(model, window_sets[key], slice(o, o + 2))
+            window_sets[key] = WindowSet(load_trajectories(data, goal="none", obs_history=key[0]), key[1], window=key[2])
+        row |= action_spread(model, window_sets[key], slice(*run.info.layout.action_slice))
         if run.cfg.method == "drift":
             row["neighbourhoods"] = drift_neighbourhoods(model, window_sets[key], run.cfg)
         report["runs"][run_dir] = row
