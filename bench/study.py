@@ -59,6 +59,13 @@ STUDIES: dict[str, list[tuple]] = {  # name -> [(variant, config override[, {"re
         ("repulsion 0.75", {"drift": {"repulsion": 0.75}}),
         ("repulsion 0.5", {"drift": {"repulsion": 0.5}}),
     ],
+    # The PD-tracker protocol (Diffuser's: PD toward the planned position 8 steps ahead) on the baseline's runs,
+    # through the shared Planner (issue #21 re-measures README's tracker rows; run with --candidates 16).
+    "tracker": [
+        ("KDP default, tracker", {}, {"reuse": "KDP default (knn P 32, keyed w 3)", "eval_args": ["--protocol", "tracker"]}),
+        ("diffusion DDIM T = 20, tracker", {"method": "diffusion"},
+         {"reuse": "diffusion DDIM T = 20", "eval_args": ["--protocol", "tracker"]}),
+    ],
     # The positive set at a fixed budget of generated windows per batch (G x N = 512).
     "positives": [
         ("knn P 32, 32 x 16 (default)", {}, {"reuse": "KDP default (knn P 32, keyed w 3)"}),
