@@ -84,9 +84,24 @@ def format_md(reports: list[dict], rows: list[dict], prov: dict) -> str:
         lines.append(f"- {r['task']}: `{shown}` ({r['score_metric']}; training seeds: "
                      f"KDP {seeds.get('kdp', 0)}, diffusion {seeds.get('diffusion', 0)}; "
                      f"{r['provenance']['date']}, commit {r['provenance']['commit'][:12]})")
-    lines += ["", "Budget = p50 whole-plan latency on the device runtime, one thread, this machine. A cell: best "
-              "score (configuration, backend, p50). 'tie': the difference is within the two scores' combined "
-              "standard error.", ""]
+    lines += ["", "Budget = p50 whole-plan latency on the device runtime, one thread, this machine. 'tie': the "
+              "difference is within the two scores' combined standard error.", "",
+              "## Summary: best KDP / best diffusion score within each budget, and who is above", ""]
+    labels = list(dict.fromkeys(row["label"] for row in rows))
+    lines += ["| task | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for r in reports:
+        fmt = score_format(r["task"])
+        mine = {row["label"]: row for row in rows if row["task"] == r["task"]}
+        cells = []
+        for lab in labels:
+            row = mine.get(lab)
+            if row is None or (row["KDP"] is None and row["diffusion"] is None):
+                cells.append("—")
+                continue
+            sc = [f"{row[m]['score']:{fmt}}" if row[m] else "—" for m in METHODS]
+            cells.append(f"{sc[0]} / {sc[1]} ({row['above']})")
+        lines.append(f"| {r['task']} | " + " | ".join(cells) + " |")
+    lines += ["", "Per task: best score (configuration, backend, p50 latency) of each method.", ""]
     for r in reports:
         fmt = score_format(r["task"])
         lines += [f"## {r['task']}", "", "| budget (p50) | best KDP | best diffusion | above (KDP − diffusion) |",
