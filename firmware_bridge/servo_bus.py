@@ -243,6 +243,16 @@ class _Family:
 
 
 # ---------------------------------------------------------------------------------------------- the link
+def next_read_time(due: float | None, start: float, period_s: float) -> float:
+    """When the paced read after one that was ``due`` and started at ``start`` is due (monotonic s).
+
+    Reads sit on a fixed grid (due + period), so a late wake-up does not stretch every later period
+    (the mean rate stays the configured one); after an overrun of a whole period, or for the first
+    read (``due`` None), the grid restarts from ``start`` instead of bursting reads to catch up."""
+    on_grid = due is not None and start - due < period_s
+    return (due if on_grid else start) + period_s
+
+
 class ServoBusLink:
     """The loop's link to a servo bus (see module docstring).
 
@@ -301,7 +311,7 @@ class ServoBusLink:
         self._returned: State | None = None
         self._returned_rx = 0.0
         self._last_raw: dict[int, int] = {}
-        self._last_read_t: float | None = None
+        self._next_read_t: float | None = None  # when the next paced read is due (monotonic s)
         self._last_ok = time.monotonic()
         self._hw_checked: dict[int, float] = {}
         self._stopped = False
@@ -549,14 +559,14 @@ class ServoBusLink:
         if self._closed:
             raise LinkError(f"servo bus link to {self.port} is closed", "create a new link")
         now = time.monotonic()
-        if timeout > 0 and self._last_read_t is not None:
-            due = self._last_read_t + self.period_s
+        due = self._next_read_t if timeout > 0 else None
+        if due is not None:
             if due - now > timeout:
                 time.sleep(max(0.0, timeout))
                 return None
             if due > now:
                 time.sleep(due - now)
-        self._last_read_t = time.monotonic()
+        self._next_read_t = next_read_time(due, time.monotonic(), self.period_s)
         raw = self._sample_raw(self.velocity)
         rx = time.monotonic()
         if raw is None:

@@ -433,3 +433,20 @@ def test_run_cli_bus_options(monkeypatch, tmp_path):
     assert "servo bus" in r.output
     r = CliRunner().invoke(run_cmd, ["b", "--port", "sim-servo://feetech", "--motors", "1,2,3", "--cycles", "3"])
     assert r.exit_code == 2 and "--motors" in r.output
+
+
+def test_paced_reads_stay_on_a_fixed_grid_despite_late_wakeups():
+    from firmware_bridge.servo_bus import next_read_time
+
+    period, due, starts = 0.01, None, []
+    t = 0.0
+    for _ in range(100):  # every wake-up 0.6 ms late: the grid, not the late start, sets the next read
+        start = t if due is None else due + 0.0006
+        starts.append(start)
+        due = next_read_time(due, start, period)
+        t = start
+    assert due == pytest.approx(100 * period)  # 100 periods after the first read, not 100 x 10.6 ms
+    assert np.diff(starts[1:]) == pytest.approx(np.full(98, period), abs=1e-9)  # no drift after the first
+    # an overrun of more than a period restarts the grid from the late start (no burst of catch-up reads)
+    assert next_read_time(1.0, 1.025, period) == pytest.approx(1.035)
+    assert next_read_time(None, 5.0, period) == pytest.approx(5.01)
