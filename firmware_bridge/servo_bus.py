@@ -711,6 +711,9 @@ class ServoBusLink:
 
 
 # ---------------------------------------------------------------------------------------------- factory
+SIM_OPTIONS = ("model", "tau_ms", "echo", "wire_baud", "return_delay_us")  # sim-servo:// query keys
+
+
 def parse_sim_servo_port(port: str) -> tuple[str, dict[str, str]] | None:
     """``sim-servo://feetech?model=sts3215&tau_ms=50`` -> ("feetech", {...}); None if not a virtual bus."""
     if not port.startswith(SIM_SCHEME):
@@ -724,7 +727,8 @@ def open_servo_link(port: str, bus: str | None, motors: Sequence[int] | None, *,
                     rate_hz: float = 50.0, log: Callable[[str], None] | None = None, **kwargs: Any) -> ServoBusLink:
     """The link for ``--bus`` / ``sim-servo://`` ports, sized for a bundle (``state_dim`` = n motors, or
     2n with velocities; ``action_dim`` = n). A ``sim-servo://FAMILY`` port starts a virtual bus
-    (query: ``model``, ``tau_ms``, ``echo``) owned by the link. Raises :class:`ServoBusError`."""
+    (query: ``model``, ``tau_ms``, ``echo``, and ``wire_baud`` / ``return_delay_us`` to delay each reply by
+    its time on a real bus) owned by the link. Raises :class:`ServoBusError`."""
     sim = parse_sim_servo_port(port)
     if sim is not None:
         fam, opts = sim
@@ -748,10 +752,17 @@ def open_servo_link(port: str, bus: str | None, motors: Sequence[int] | None, *,
         from .servo_sim import ServoBusSim
 
         fam, opts = sim
+        unknown = sorted(set(opts) - set(SIM_OPTIONS))
+        if unknown:
+            raise ServoBusError(f"{port}: unknown option(s) {', '.join(unknown)}",
+                                f"the virtual bus takes {', '.join(SIM_OPTIONS)}")
         try:
             models = opts.get("model")
+            wire = opts.get("wire_baud")
             s = ServoBusSim(fam, ids, models.split(",") if models and "," in models else models,
-                            tau_s=float(opts.get("tau_ms", 50)) / 1e3, echo=opts.get("echo", "0") not in ("0", "false"))
+                            tau_s=float(opts.get("tau_ms", 50)) / 1e3, echo=opts.get("echo", "0") not in ("0", "false"),
+                            wire_baud=int(wire) if wire else None,
+                            return_delay_us=float(opts.get("return_delay_us", 0)))
         except ValueError as e:
             raise ServoBusError(f"{port}: {e}", "see firmware_bridge/servo_sim.py for the query options") from e
         s.start()

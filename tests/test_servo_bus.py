@@ -358,6 +358,13 @@ def test_open_servo_link_sizes_and_sim_ports(family):
         assert link.ids == [1, 2, 3] and link.velocity
         assert link.hello().state_dim == 6
     assert not link._owned  # the virtual bus was closed with the link
+    with pytest.raises(ServoBusError, match=r"(?s)unknown option\(s\) wire\b.*takes model"):
+        open_servo_link(f"sim-servo://{family}?wire=1000000", None, None, state_dim=1, action_dim=1)
+    link = open_servo_link(f"sim-servo://{family}?wire_baud=1000000&return_delay_us=500", None, None,
+                           state_dim=1, action_dim=1, reply_timeout_s=0.25)
+    with link:
+        sim = link._owned[0]
+        assert sim.wire_baud == 1_000_000 and sim.return_delay_s == pytest.approx(500e-6)
 
 
 # ---------------------------------------------------------------------------------------------- run app
