@@ -27,8 +27,11 @@ from kdp_edge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 from kdp_edge.provenance import provenance, provenance_line  # noqa: E402
 from kdp_edge.runtime import pareto as P  # noqa: E402
 
-TASKS = ("pointmaze-umaze", "pointmaze-medium", "pointmaze-large", "pusht")
-METHODS = ("KDP", "diffusion")
+sys.path.insert(0, str(ROOT / "bench"))
+from pareto import TASKS  # noqa: E402  (bench/pareto.py: the tasks it measures, in report order)
+
+METHODS = tuple(P.METHOD_LABELS.values())  # ("KDP", "diffusion"), the keys of best_by_method
+LAT = "p50_ms"
 
 
 def verdict(kdp: dict | None, diff: dict | None) -> tuple[str, float | None]:
@@ -64,11 +67,10 @@ def _cell(p: dict | None, score_fmt: str) -> str:
     return f"{p['score']:{score_fmt}} ({p['config']}, {backend}, {p[LAT]:.2f} ms)"
 
 
-LAT = "p50_ms"
-
-
-def score_format(task: str) -> str:
-    return ".3f" if task == "pusht" else ".1f"
+def score_format(report: dict) -> str:
+    """Three decimals for fractions (PushT coverage), one for scores in the tens and hundreds."""
+    top = max(abs(p["score"]) for p in report["points"] if p.get("score") is not None)
+    return ".3f" if top < 10 else ".1f"
 
 
 def format_md(reports: list[dict], rows: list[dict], prov: dict) -> str:
@@ -90,7 +92,7 @@ def format_md(reports: list[dict], rows: list[dict], prov: dict) -> str:
     labels = list(dict.fromkeys(row["label"] for row in rows))
     lines += ["| task | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for r in reports:
-        fmt = score_format(r["task"])
+        fmt = score_format(r)
         mine = {row["label"]: row for row in rows if row["task"] == r["task"]}
         cells = []
         for lab in labels:
@@ -103,7 +105,7 @@ def format_md(reports: list[dict], rows: list[dict], prov: dict) -> str:
         lines.append(f"| {r['task']} | " + " | ".join(cells) + " |")
     lines += ["", "Per task: best score (configuration, backend, p50 latency) of each method.", ""]
     for r in reports:
-        fmt = score_format(r["task"])
+        fmt = score_format(r)
         lines += [f"## {r['task']}", "", "| budget (p50) | best KDP | best diffusion | above (KDP − diffusion) |",
                   "|---|---|---|---|"]
         for row in (x for x in rows if x["task"] == r["task"]):
@@ -143,7 +145,7 @@ def plot(path: Path, reports: list[dict]) -> Path:
         seeds = max(len(v) for v in r["runs"].values())
         ax.set_title(f"{r['task']} ({seeds} training seed{'s' if seeds > 1 else ''})", fontsize=10)
         ax.set_xlabel("plan latency p50 (ms, log scale)")
-        ax.set_ylabel(r["score_metric"].split(" (")[0] if r["task"] != "pusht" else "mean max coverage")
+        ax.set_ylabel(r["score_metric"].split(" (")[0])
         ax.grid(alpha=0.25, which="both")
         ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[n:]:
