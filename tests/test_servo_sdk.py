@@ -153,16 +153,23 @@ def assert_torque_off_sync_write_matches(sdk, ph, ours, ids) -> None:
     assert port.written == [ours.sync_write(ours.Reg.TORQUE_ENABLE, 1, {i: b"\x00" for i in ids})]
 
 
+def sdk_sync_read(sdk, ph, ours, ids, blocks: dict, start: int, length: int):
+    """The SDK's GroupSyncRead of ``length`` bytes at ``start`` from ``ids``, answered with our status packets
+    carrying ``blocks`` [id -> bytes]; asserts the SDK sent our SYNC_READ and returns the group."""
+    port = WirePort(b"".join(ours.status(i, 0, blocks[i]) for i in ids))
+    group = sdk.GroupSyncRead(port, ph, start, length)
+    for i in ids:
+        assert group.addParam(i)
+    assert group.txRxPacket() == sdk.COMM_SUCCESS
+    assert port.written == [ours.sync_read(ids, start, length)]
+    return group
+
+
 def test_feetech_sync_read_and_sync_write_match_sdk(scs):
     ph = scs.PacketHandler(0)
     ids = [1, 2, 3, 4, 5, 6]
     regs = {i: ft.to_bytes(1000 + 111 * i, 2) + ft.to_bytes(ft.encode_sign_magnitude(-7 * i, 15), 2) for i in ids}
-    port = WirePort(b"".join(ft.status(i, 0, regs[i]) for i in ids))
-    group = scs.GroupSyncRead(port, ph, ft.Reg.PRESENT_POSITION, 4)  # position and speed in one block
-    for i in ids:
-        assert group.addParam(i)
-    assert group.txRxPacket() == scs.COMM_SUCCESS
-    assert port.written == [ft.sync_read(ids, ft.Reg.PRESENT_POSITION, 4)]
+    group = sdk_sync_read(scs, ph, ft, ids, regs, ft.Reg.PRESENT_POSITION, 4)  # position and speed in one block
     for i in ids:
         assert group.getData(i, ft.Reg.PRESENT_POSITION, 2) == 1000 + 111 * i
         assert scs.SCS_TOHOST(group.getData(i, ft.Reg.PRESENT_SPEED, 2), 15) == -7 * i
@@ -243,12 +250,7 @@ def test_dynamixel_sync_read_and_sync_write_match_sdk(dx):
     ph = dx.PacketHandler(2.0)
     ids = [1, 2, 3, 4, 5, 6]
     regs = {i: dxl.to_bytes(-40 * i, 4, signed=True) + dxl.to_bytes(1500 + 100 * i, 4, signed=True) for i in ids}
-    port = WirePort(b"".join(dxl.status(i, 0, regs[i]) for i in ids))
-    group = dx.GroupSyncRead(port, ph, dxl.Reg.PRESENT_VELOCITY, 8)  # velocity and position in one block
-    for i in ids:
-        assert group.addParam(i)
-    assert group.txRxPacket() == dx.COMM_SUCCESS
-    assert port.written == [dxl.sync_read(ids, dxl.Reg.PRESENT_VELOCITY, 8)]
+    group = sdk_sync_read(dx, ph, dxl, ids, regs, dxl.Reg.PRESENT_VELOCITY, 8)  # velocity and position in one block
     for i in ids:
         assert group.getData(i, dxl.Reg.PRESENT_POSITION, 4) == 1500 + 100 * i
         assert group.getData(i, dxl.Reg.PRESENT_VELOCITY, 4) == dxl.from_bytes(dxl.to_bytes(-40 * i, 4, signed=True))
