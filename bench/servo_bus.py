@@ -122,9 +122,7 @@ def _sim_child(conn: Any, family: str, ids: list[int], kwargs: dict, rt_prio: in
         late = np.array([r.t_sent - r.t_due for rec in sim.wire_log for r in rec.replies], float)
         out: dict[str, Any] = {"counters": dict(sim.counters), "wire_records": len(sim.wire_log)}
         if late.size:
-            out["reply_lateness_ms"] = {"p50_ms": float(1e3 * np.percentile(late, 50)),
-                                        "p99_ms": float(1e3 * np.percentile(late, 99)),
-                                        "max_ms": float(1e3 * late.max()), "n": int(late.size)}
+            out["reply_lateness_ms"] = pct(late)
         conn.send(out)
     except BaseException as e:  # noqa: BLE001 - the parent reports it
         conn.send({"error": f"{type(e).__name__}: {e}"})
