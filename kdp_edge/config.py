@@ -140,8 +140,9 @@ RECIPES: dict[str, dict[str, Any]] = {
 # on it 0.852 / 0.726 (pusht-unet.md; 20k not run). Seed 1 and 400-episode figures exist only as hand notes
 # in variants.md. ~80 min per 20k run on 2 CPU threads; torch plan p50 2.6-2.8 ms
 RECIPES["pusht-unet"] = merge(RECIPES["pusht"], {"model": {"arch": "unet"}, "optim": {"steps": 20_000}})
-# Study variant (issue #22), not measured yet: the same recipe with windows of the action chunk only
-# ([16, 2], as the public one-step drifting policies generate), so the descriptor's action dims are 0, 1
+# Study variant (issue #22): the same recipe with windows of the action chunk only ([16, 2], as the public
+# one-step drifting policies generate), so the descriptor's action dims are 0, 1. On selection episode seeds
+# it did not beat the recipe: 0.728 / 0.721 vs 0.741 / 0.766 (bench/results/pusht/pusht-actions-sel.md)
 RECIPES["pusht-actions"] = merge(RECIPES["pusht"], {"data": {"window": "actions"},
                                                     "drift": {"key": {"descriptor_dims": [0, 1]}}})
 
