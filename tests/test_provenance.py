@@ -44,10 +44,13 @@ def test_ci_fails_on_a_skip_outside_the_allow_list(tmp_path):
     (tmp_path / "test_shared.py").write_text("import pytest\ndef test_shared_data():\n"
                                              "    pytest.skip('the PushT demonstrations are not here: looked for x')\n"
                                              "def test_ok():\n    pass\n")
-    run = lambda ci, f: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f],
+    run = lambda ci, f, *opts: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *opts, f],
         env=dict(os.environ, CI=ci), capture_output=True, text=True, timeout=120, cwd=tmp_path)
     bad = run("true", "test_broken.py")
+    assert bad.returncode == 1 and "gcc is missing" in bad.stderr
+    # the suite runs on pytest-xdist workers (pyproject addopts): the controller sees every worker's skips
+    bad = run("true", "test_broken.py", "-n", "2")
     assert bad.returncode == 1 and "gcc is missing" in bad.stderr
     assert run("true", "test_shared.py").returncode == 0
     assert run("", "test_broken.py").returncode == 0
