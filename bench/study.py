@@ -66,6 +66,20 @@ STUDIES: dict[str, list[tuple]] = {  # name -> [(variant, config override[, {"re
         ("diffusion DDIM T = 20, tracker", {"method": "diffusion"},
          {"reuse": "diffusion DDIM T = 20", "eval_args": ["--protocol", "tracker"]}),
     ],
+    # README's KDP-vs-diffusion table (issue #3) through the shared Planner (issue #21): the key ablations (naive
+    # whole-window key, condition-only key) and diffusion at T = 5 beside the baseline pair, own actions and the
+    # PD tracker (run with --candidates 16; the baseline and tracker studies hold the default and T = 20 rows).
+    "ablation": [
+        ("naive drift (full key)", {"drift": {"key": {"kind": "full"}}}),
+        ("condition-only key", {"drift": {"key": {"kind": "condition"}}}),
+        ("diffusion DDIM T = 5", {"method": "diffusion"}, {"reuse": "diffusion DDIM T = 20", "eval_args": ["--sample-steps", "5"]}),
+        ("naive drift (full key), tracker", {"drift": {"key": {"kind": "full"}}},
+         {"reuse": "naive drift (full key)", "eval_args": ["--protocol", "tracker"]}),
+        ("condition-only key, tracker", {"drift": {"key": {"kind": "condition"}}},
+         {"reuse": "condition-only key", "eval_args": ["--protocol", "tracker"]}),
+        ("diffusion DDIM T = 5, tracker", {"method": "diffusion"},
+         {"reuse": "diffusion DDIM T = 20", "eval_args": ["--sample-steps", "5", "--protocol", "tracker"]}),
+    ],
     # The positive set at a fixed budget of generated windows per batch (G x N = 512).
     "positives": [
         ("knn P 32, 32 x 16 (default)", {}, {"reuse": "KDP default (knn P 32, keyed w 3)"}),
