@@ -669,6 +669,22 @@ class ServoBusLink:
         self._c["bus_stops"] += 1
         return True
 
+    def resume(self) -> None:
+        """Send actions again after :meth:`send_stop` (a new episode on a simulated arm): a ``torque-off``
+        stop first holds the present position, then turns torque back on."""
+        if self.caps is None:
+            raise LinkError("resume before hello()", "call link.hello() once after opening the bus")
+        if self._stopped and self.on_stop == "torque-off":
+            fam, mod = self.family, self.family.mod
+            raw = self._sample_raw(with_velocity=False, expect_all=True)
+            if raw is None:
+                raise ServoBusError(f"no complete position read from servos {self.ids} on {self.port}",
+                                    "check the servos' power and the bus cable")
+            self._transact(mod.sync_write(fam.goal_addr, fam.pos_len, self._goal_bytes({i: raw[i][0] for i in self.ids})), [])
+            self._transact(mod.sync_write(fam.torque_addr, 1, {i: b"\x01" for i in self.ids}), [])
+            self._c["bus_torque_on"] += 1
+        self._stopped = False
+
     def close(self) -> None:
         """The safe action (``stop_on_close`` and not already stopped), then close the port."""
         if self._closed:
@@ -723,12 +739,13 @@ def parse_sim_servo_port(port: str) -> tuple[str, dict[str, str]] | None:
 
 
 def open_servo_link(port: str, bus: str | None, motors: Sequence[int] | None, *, state_dim: int, action_dim: int,
-                    baud: int | None = None, calibration: str | None = None, on_stop: str = "hold",
+                    baud: int | None = None, calibration: str | ServoCalibration | None = None, on_stop: str = "hold",
                     rate_hz: float = 50.0, log: Callable[[str], None] | None = None, **kwargs: Any) -> ServoBusLink:
     """The link for ``--bus`` / ``sim-servo://`` ports, sized for a bundle (``state_dim`` = n motors, or
     2n with velocities; ``action_dim`` = n). A ``sim-servo://FAMILY`` port starts a virtual bus
     (query: ``model``, ``tau_ms``, ``echo``, and ``wire_baud`` / ``return_delay_us`` to delay each reply by
-    its time on a real bus) owned by the link. Raises :class:`ServoBusError`."""
+    its time on a real bus) owned by the link. ``calibration``: a file's path, or a :class:`ServoCalibration`.
+    Raises :class:`ServoBusError`."""
     sim = parse_sim_servo_port(port)
     if sim is not None:
         fam, opts = sim
@@ -746,7 +763,8 @@ def open_servo_link(port: str, bus: str | None, motors: Sequence[int] | None, *,
             f"{n} motors ({ids}) but the bundle has action_dim {action_dim} and state_dim {state_dim}",
             f"a servo-bus bundle acts on one goal position per motor (action_dim = {n}) and observes positions "
             f"(state_dim = {n}) or positions and velocities ({2 * n}): pass the bundle's motors with --motors")
-    cal = ServoCalibration.load(calibration) if calibration else None
+    cal = calibration if isinstance(calibration, ServoCalibration) else (
+        ServoCalibration.load(calibration) if calibration else None)
     owned = []
     if sim is not None:
         from .servo_sim import ServoBusSim

@@ -10,7 +10,12 @@ READ, WRITE, SYNC_READ and SYNC_WRITE are served; other instructions get no repl
 servo is a first-order position servo (time constant ``tau_s``, speed limit ``max_speed``) that follows
 its goal while torque is on and stays put when torque is off. The homing-offset register shifts what
 the servo reports the way the real firmware does (Feetech: present = actual - offset; Dynamixel:
-present = actual + offset).
+present = actual + offset). The model is :func:`servo_step` (so a task's plant can be checked against it).
+
+Simulator hooks (no real bus has them): :meth:`teleport` puts servos at new positions at once (a new
+episode of a simulated task starts there), and ``on_sync_read(now, positions)`` is called after every
+SYNC_READ with every servo's actual position (ticks, before the homing offset), so a task can score
+what the arm did without this transport knowing the task.
 
 Faults (thread-safe, for tests): :meth:`drop_replies`, :meth:`set_error`, :meth:`corrupt_replies`,
 :meth:`inject_garbage`, :meth:`vanish` / :meth:`revive`. ``echo=True`` echoes every request back first,
@@ -39,6 +44,7 @@ import threading
 import time
 import tty
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import servo_dynamixel as dxl
@@ -46,6 +52,14 @@ from . import servo_feetech as ft
 
 FAMILIES = ("feetech", "dynamixel")
 DEFAULT_MODEL = {"feetech": "sts3215", "dynamixel": "xl430-w250"}
+
+
+def servo_step(actual: float, goal: float, dt: float, tau_s: float, max_speed: float) -> float:
+    """Position after ``dt`` s of a first-order position servo at ``actual`` following ``goal`` (time
+    constant ``tau_s`` s, at most ``max_speed`` position units per second)."""
+    step = (goal - actual) * (1.0 - math.exp(-dt / tau_s))
+    lim = max_speed * dt
+    return actual + max(-lim, min(lim, step))
 
 
 class WireReply(NamedTuple):
@@ -96,7 +110,8 @@ class ServoBusSim:
     def __init__(self, family: str, ids: list[int], models: str | list[str] | None = None, *,
                  positions: list[float] | None = None, homing: list[int] | None = None, tau_s: float = 0.05,
                  max_speed: float = 4000.0, echo: bool = False, wire_baud: int | None = None,
-                 return_delay_us: float = 0.0, wire_log_len: int = 100_000) -> None:
+                 return_delay_us: float = 0.0, wire_log_len: int = 100_000,
+                 on_sync_read: Callable[[float, dict[int, float]], None] | None = None) -> None:
         if family not in FAMILIES:
             raise ValueError(f"servo family must be one of {FAMILIES}, got {family!r}")
         if wire_baud is not None and not int(wire_baud) > 0:
@@ -116,6 +131,7 @@ class ServoBusSim:
         if len(models) != len(ids):
             raise ValueError(f"{len(ids)} ids but {len(models)} models")
         self.tau_s, self.max_speed, self.echo = float(tau_s), float(max_speed), echo
+        self.on_sync_read = on_sync_read  # (now, {id: actual ticks}) after each SYNC_READ, in the sim's thread
         self._lock = threading.Lock()
         self.servos: dict[int, _Servo] = {}
         for k, (i, m) in enumerate(zip(ids, models, strict=True)):
@@ -171,11 +187,9 @@ class ServoBusSim:
         dt = max(0.0, now - s.t)
         s.t = now
         if s.torque and dt > 0:
-            step = (s.goal - s.actual) * (1.0 - math.exp(-dt / self.tau_s))
-            lim = self.max_speed * dt
-            step = max(-lim, min(lim, step))
-            s.actual += step
-            s.velocity = step / dt
+            new = servo_step(s.actual, s.goal, dt, self.tau_s, self.max_speed)
+            s.velocity = (new - s.actual) / dt
+            s.actual = new
         elif dt > 0:
             s.velocity = 0.0
         pos = self._reported(s, s.actual)
@@ -267,6 +281,8 @@ class ServoBusSim:
                     r = self._status(s, bytes(s.regs[addr:addr + n]))
                     if r:
                         out += r
+            if self.on_sync_read is not None:
+                self.on_sync_read(now, {i: s.actual for i, s in self.servos.items()})
             return bytes(out)
         if inst == self.mod.Inst.SYNC_WRITE and p.id == self.mod.BROADCAST_ID and len(params) >= (4 if a16 else 2):
             addr, n, rest = addr_len(params)
@@ -329,16 +345,7 @@ class ServoBusSim:
 
     def close(self, drain_s: float = 1.0) -> None:
         """Serve what the host already wrote (up to ``drain_s``: a last stop command must land), then stop."""
-        t_end = time.monotonic() + drain_s
-        while self._master is not None and self._thread is not None and self._thread.is_alive() \
-                and time.monotonic() < t_end:
-            try:
-                pending = bool(select.select([self._master], [], [], 0)[0])
-            except (OSError, ValueError):
-                break
-            if not pending and not self._busy:
-                break
-            time.sleep(0.005)
+        self._drain(drain_s)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
@@ -454,6 +461,34 @@ class ServoBusSim:
                 rec.replies.append(WireReply(sid, len(pkt), due, t_sent))
             self._send(pkt)
 
+    # ------------------------------------------------------------------ simulator hooks
+    def teleport(self, positions: dict[int, float], drain_s: float = 1.0) -> None:
+        """Simulator only (a real arm cannot do this): after serving what the host already wrote (up to
+        ``drain_s``: a last goal write must not land after the move), put each listed servo at rest at
+        ``positions[id]`` (actual ticks, before the homing offset) with its goal there too; torque as it was."""
+        self._drain(drain_s)
+        now = time.monotonic()
+        with self._lock:
+            for i, p in positions.items():
+                s = self.servos[i]
+                s.actual = s.goal = float(p)
+                s.velocity, s.t = 0.0, now
+                self._store_goal(s)
+                self._update(s, now)
+
+    def _drain(self, drain_s: float) -> None:
+        """Wait (up to ``drain_s``) until the host's bytes are read and answered."""
+        t_end = time.monotonic() + drain_s
+        while self._master is not None and self._thread is not None and self._thread.is_alive() \
+                and time.monotonic() < t_end:
+            try:
+                pending = bool(select.select([self._master], [], [], 0)[0])
+            except (OSError, ValueError):
+                break
+            if not pending and not self._busy:
+                break
+            time.sleep(0.001)
+
     # ------------------------------------------------------------------ faults and inspection
     def drop_replies(self, servo_id: int, n: int = 1) -> None:
         """The next ``n`` replies of ``servo_id`` never come (a missed status packet)."""
@@ -509,4 +544,4 @@ def start_servo_sim(family: str, ids: list[int], **kwargs: Any) -> ServoBusSim:
     return ServoBusSim(family, ids, **kwargs).start()
 
 
-__all__ = ["ServoBusSim", "start_servo_sim", "WireRecord", "WireReply", "FAMILIES", "DEFAULT_MODEL"]
+__all__ = ["ServoBusSim", "start_servo_sim", "servo_step", "WireRecord", "WireReply", "FAMILIES", "DEFAULT_MODEL"]
