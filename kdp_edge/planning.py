@@ -17,7 +17,7 @@ from .layout import STATES_ACTIONS, WindowLayout
 from .mazes import Maze
 
 PROTOCOLS = ("own-actions", "tracker")
-STATE_SCORINGS = ("goal_distance", "maze_geodesic")  # read planned positions: need windows with states
+STATE_SCORINGS = ("goal_distance", "maze_geodesic", "region_geodesic")  # read planned positions: need windows with states
 STATE_PROTOCOLS = ("tracker",)  # steers toward a planned position: needs windows with states
 
 
@@ -25,7 +25,10 @@ STATE_PROTOCOLS = ("tracker",)  # steers toward a planned position: needs window
 class ScoringSpec:
     """How candidates are ranked; saved in checkpoints' eval reports and in bundle.json."""
 
-    # "goal_distance" (Euclidean, any goal-conditioned task), "maze_geodesic", or "consensus" (tasks
+    # "goal_distance" (Euclidean, any goal-conditioned task), "maze_geodesic", "region_geodesic" (the arm
+    # task, kdp_edge.arm: the shortest way around a forbidden box in ``region_dims`` of the position,
+    # Euclidean in the other position dims, ``wall_penalty`` per unit fraction of planned positions in the
+    # box; the way goes round its corners grown by ``wall_margin``), or "consensus" (tasks
     # without a goal input, e.g. PushT: the medoid candidate, the one whose first ``consensus_steps``
     # values of ``consensus_dims`` are nearest on average to the other candidates': the largest mode)
     kind: str = "goal_distance"
@@ -35,6 +38,9 @@ class ScoringSpec:
     wall_margin: float = 0.05  # metres around a position that must be free
     consensus_dims: list[int] = field(default_factory=list)  # window dims compared ("consensus")
     consensus_steps: int = 8  # leading window steps compared (the executed chunk)
+    region_dims: list[int] = field(default_factory=list)  # "region_geodesic": 2 of pos_dims' positions
+    region_low: list[float] = field(default_factory=list)  # the forbidden box's corners in those dims
+    region_high: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,10 +92,21 @@ class CandidateScorer:
     """``scores = scorer(plans [K, H, D], goal [G])`` -> [K]; geodesic fields cached per goal."""
 
     def __init__(self, spec: ScoringSpec):
-        if spec.kind not in ("goal_distance", "maze_geodesic", "consensus"):
-            raise ValueError(f"unknown scoring '{spec.kind}': use goal_distance, maze_geodesic or consensus")
+        if spec.kind not in ("goal_distance", "maze_geodesic", "region_geodesic", "consensus"):
+            raise ValueError(f"unknown scoring '{spec.kind}': use goal_distance, maze_geodesic, region_geodesic "
+                             "or consensus")
         self.spec = spec
         self.maze = Maze.named(spec.maze) if spec.kind == "maze_geodesic" else None
+        self.region = None
+        if spec.kind == "region_geodesic":
+            from .arm import BoxGeodesic
+
+            if len(spec.region_dims) != 2 or len(spec.region_low) != 2 or len(spec.region_high) != 2 \
+                    or not set(spec.region_dims) <= set(spec.pos_dims):
+                raise ValueError(f"scoring region_geodesic needs 2 region_dims among pos_dims {spec.pos_dims} and "
+                                 f"2-value region_low / region_high, got {spec.region_dims}, {spec.region_low}, "
+                                 f"{spec.region_high}")
+            self.region = BoxGeodesic(spec.region_low, spec.region_high, spec.wall_margin)
         self._fields: dict[tuple, object] = {}
 
     def _field(self, goal: np.ndarray):
@@ -105,6 +122,8 @@ class CandidateScorer:
             return consensus_scores(plans, self.spec.consensus_dims, self.spec.consensus_steps)
         pos = plans[..., self.spec.pos_dims]  # [K, H, 2]
         goal = np.asarray(goal, dtype=np.float64)
+        if self.region is not None:
+            return self._region_scores(plans, goal)
         if self.maze is None:
             return -np.linalg.norm(pos[:, -1] - goal[: pos.shape[-1]], axis=-1)
         geo = self._field(goal)(pos[:, -1])
@@ -112,6 +131,22 @@ class CandidateScorer:
         far = np.nanmax(np.where(np.isfinite(geo), geo, np.nan)) if np.isfinite(geo).any() else 0.0
         geo = np.where(np.isfinite(geo), geo, far + 1.0)
         return -geo - self.spec.wall_penalty * walls
+
+
+    def _region_scores(self, plans: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """[K]: minus (way around the box in region_dims (+) Euclidean rest) from each plan's last position
+        to the goal, minus ``wall_penalty`` x the fraction of its planned positions inside the box."""
+        s = self.spec
+        pos_dims = list(s.pos_dims)
+        k = [pos_dims.index(d) for d in s.region_dims]
+        rest = [i for i in range(len(pos_dims)) if i not in k]
+        last = plans[:, -1][:, pos_dims].astype(np.float64)  # [K, P]
+        g = np.asarray(goal, dtype=np.float64)[: len(pos_dims)]
+        geo = self.region.lengths(last[:, k], g[k])
+        dist = np.sqrt(geo ** 2 + ((last[:, rest] - g[rest]) ** 2).sum(-1))
+        box = plans[..., s.region_dims]  # [K, H, 2]
+        inside = ((box >= np.asarray(s.region_low)) & (box <= np.asarray(s.region_high))).all(-1).mean(-1)
+        return -dist - s.wall_penalty * inside
 
 
 def consensus_scores(plans: np.ndarray, dims: list[int], steps: int) -> np.ndarray:
