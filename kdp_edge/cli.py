@@ -69,6 +69,32 @@ def data_pointmaze(maze, steps, noise, seed, arrive_radius, dwell, out) -> None:
     click.echo(f"wrote {out}: {steps:,} steps, {goals:,} goals reached, {time.perf_counter() - t0:.1f}s")
 
 
+@data.command("arm")
+@click.option("--steps", type=click.IntRange(min=1), default=200_000, show_default=True)
+@click.option("--noise", type=click.FloatRange(min=0.0), default=0.02, show_default=True,
+              help="std (rad) of Gaussian noise on the expert's commanded goal positions")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--dwell", type=click.IntRange(min=0), default=10, show_default=True,
+              help="hold at each reached goal pose for 0..N steps before the next goal")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="output .hdf5 (D4RL layout)")
+@friendly_errors
+def data_arm(steps, noise, seed, dwell, out) -> None:
+    """Scripted-expert data for the arm task (6 joints around a forbidden region; kdp_edge/arm.py)."""
+    import time
+
+    from .data.arm import ArmDataConfig, config_attrs, generate_arm
+    from .data.pointmaze import write_d4rl_hdf5
+    from .progress import Progress
+
+    cfg = ArmDataConfig(steps=steps, noise=noise, seed=seed, dwell=dwell)
+    t0 = time.perf_counter()
+    with Progress(steps, "arm") as bar:
+        arrays = generate_arm(cfg, progress=bar.update)
+    write_d4rl_hdf5(out, arrays, config_attrs(cfg))
+    goals = int((abs(arrays["infos/goal"][1:] - arrays["infos/goal"][:-1]).sum(1) > 0).sum())
+    click.echo(f"wrote {out}: {steps:,} steps, {goals:,} goals reached, {time.perf_counter() - t0:.1f}s")
+
+
 @data.command("pusht-synthetic")
 @click.option("--episodes", type=click.IntRange(min=1), default=12, show_default=True)
 @click.option("--steps", type=click.IntRange(min=2), default=60, show_default=True, help="steps per episode")
