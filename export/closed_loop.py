@@ -97,3 +97,27 @@ def pusht_scores(manifest, generators: dict[str, Generate], episodes: int, seed:
         log(f"  closed loop {name}: mean max coverage {s['mean_max_coverage']:.3f} ± {s['max_coverage_sem']:.3f}, "
             f"success {100 * s['success_rate']:.0f}% ({episodes} episodes, {out[name].seconds:.0f}s)")
     return out
+
+
+def arm_scores(manifest, generators: dict[str, Generate], episodes: int, seed: int, candidates: int,
+               log=print) -> dict[str, ClosedLoopScore]:
+    """The arm task: each generator's normalised score (expert 100, random 0) on the same seeded episodes
+    (kdp_edge.arm_eval), planned through the device runtime's Planner over the bundle's manifest."""
+    from kdp_edge.arm import SPEC, episode_poses
+    from kdp_edge.arm_eval import reference_returns, rollout, summarize
+    from kdp_edge.evaluate import PlannerPolicy
+    from kdp_edge.runtime.planner import Planner
+
+    starts, goals = episode_poses(episodes, seed)
+    refs = reference_returns(starts, goals, SPEC.horizon, seed)
+    out: dict[str, ClosedLoopScore] = {}
+    for name, gen in generators.items():
+        policy = PlannerPolicy(Planner.over(manifest, gen, candidates, seed))
+        t0 = time.perf_counter()
+        s = summarize(rollout(policy, starts, goals, SPEC.horizon, name), refs)
+        out[name] = ClosedLoopScore(s["normalized_score_mean"], s["normalized_score_sem"], s["success_rate"],
+                                    s["return_mean"], s["episodes"], time.perf_counter() - t0,
+                                    metric="arm normalised score (expert 100, random 0)")
+        log(f"  closed loop {name}: score {s['normalized_score_mean']:.1f} ± {s['normalized_score_sem']:.1f}, "
+            f"success {100 * s['success_rate']:.0f}% ({episodes} episodes, {out[name].seconds:.0f}s)")
+    return out

@@ -42,6 +42,11 @@ class Environment:
     def matches(self, env: str) -> bool:
         return env == self.name
 
+    def task_env(self, env: str) -> str:
+        """The env name of the task that ``env`` plays (a ``sim://`` name may name a robot, e.g.
+        ``feetech-arm`` plays ``arm``): bundles exported for that env run on it."""
+        return env
+
     def scoring_kwargs(self, env: str, goal_dim: int, layout, executed_steps: int = 8) -> dict:
         """Arguments of :class:`kdp_edge.planning.ScoringSpec`: Euclidean goal distance for goal tasks,
         consensus over the action dims (the medoid candidate; where ``layout``, a
@@ -83,11 +88,12 @@ class Environment:
 
 
 def _registry() -> list[Environment]:
+    from .arm import Arm
     from .pointmaze import PointMaze
     from .pusht import PushT
     from .toy import BimodalToy
 
-    return [PointMaze(), PushT(), BimodalToy()]
+    return [PointMaze(), PushT(), BimodalToy(), Arm()]
 
 
 ENVIRONMENTS: list[Environment] = _registry()
@@ -110,7 +116,8 @@ def names() -> list[str]:
 
 def sim_names() -> list[str]:
     """Env names that ``kdp-edge run --port sim://NAME`` can start a virtual robot for."""
-    return [n for e in ENVIRONMENTS if e.sim_plant for n in getattr(e, "variants", [e.name])]
+    return [n for e in ENVIRONMENTS if e.sim_plant
+            for n in getattr(e, "sim_variants", getattr(e, "variants", [e.name]))]
 
 
 def plausible_conditions(env: str, obs_dim: int, goal_dim: int, n: int, seed: int = 0, goals: int = 4) -> list[Condition]:
