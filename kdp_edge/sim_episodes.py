@@ -24,6 +24,23 @@ class SimEpisodes:
     horizon: int  # plant steps per episode
     goal: np.ndarray | None  # the goal a goal-conditioned bundle plans to (None: goal-free task)
     metric: str = "score"  # the per-episode number the summary averages (as ``<metric>_mean``)
+    # a robot of smart servos: the servo family its virtual bus speaks (the run app then talks to it through
+    # firmware_bridge.servo_bus with :meth:`motors` and :meth:`servo_calibration`); None: the kdp protocol
+    servo_bus: str | None = None
+
+    def start_robot(self, rate_hz: float, seed: int, **opts):
+        """The task's own virtual robot (``.port``, ``.reset_plant()``, ``.close()``), started; None (the
+        default): the run app serves :attr:`plant` with a ``firmware_bridge.virtual_robot.VirtualRobot``.
+        ``opts``: the ``sim://`` port's query options (a ValueError for ones it does not take)."""
+        return None
+
+    def motors(self) -> list[int]:
+        """Servo IDs in state / action order (``servo_bus`` tasks)."""
+        raise NotImplementedError
+
+    def servo_calibration(self):
+        """The ``firmware_bridge.servo_bus.ServoCalibration`` mapping ticks to the bundle's units (``servo_bus`` tasks)."""
+        raise NotImplementedError
 
     def prepare(self, i: int) -> None:
         """Set the plant up so that its next ``reset`` starts episode ``i``."""

@@ -39,9 +39,13 @@ def _make_plant(name: str, axes: int, seed: int) -> Any:
         from firmware_bridge.plants import IntegratorPlant
 
         return IntegratorPlant(axes=axes)
-    from kdp_edge.app.run import sim_task
+    from kdp_edge.app.run import RunError, sim_task
 
-    return sim_task(name, 1, seed).plant
+    task = sim_task(name, 1, seed)
+    if task.servo_bus:
+        raise RunError(f"sim://{name} is a virtual {task.servo_bus} servo bus, not a plant behind the kdp protocol. "
+                       f"fix: run it with `kdp-edge run BUNDLE --port sim://{name}`")
+    return task.plant
 
 
 @click.command("virtual-controller")

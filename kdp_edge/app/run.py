@@ -2,6 +2,7 @@
 
     kdp-edge run BUNDLE --port /dev/ttyUSB0 --goal 1,1 --log run.jsonl     # a real controller
     kdp-edge run BUNDLE --port sim://pointmaze-umaze --episodes 5           # the virtual robot
+    kdp-edge run BUNDLE --port sim://feetech-arm --episodes 5               # a virtual arm on a servo bus
 
 ``sim://<env>`` (``pointmaze-<maze>``, ``pusht``) starts that environment's virtual robot (its
 plug-in's ``sim_plant``: PointMaze physics from the ``sim`` extra, gym-pusht from ``pusht``, served on
@@ -9,7 +10,9 @@ a pseudo-terminal, same protocol and watchdog as the firmware) in this process a
 pty like to any serial port; the STATE rate is ``--rate``. In sim, episodes follow the protocol of
 ``kdp-edge eval`` (PointMaze: D4RL's goal cell, horizon in simulator steps, reward radius; PushT:
 the seeded episodes, 300 steps, max coverage), so the serial path's score can be compared with
-direct evaluation.
+direct evaluation. ``sim://feetech-arm`` / ``sim://dynamixel-arm`` (the arm task, kdp_edge/arm_sim.py) start a
+virtual servo bus instead and talk to it through the servo link (``--bus``'s path), one seeded start and goal
+per episode (the loop plans to each episode's goal).
 
 Every cycle is one JSON line in ``--log`` (see :class:`kdp_edge.runtime.loop.CycleRecord`); the
 summary (latency percentiles, deadline misses, link errors, success in sim) is printed at the end
@@ -182,19 +185,27 @@ def start_sim(port: str, rate_hz: float, episodes: int, seed: int) -> SimTarget:
             except ValueError as e:
                 raise RunError(f"{port}: {k} must be comma-separated numbers, got {opts[k]!r}") from e
     try:
-        robot = start_virtual_robot(task.plant, rate_hz=rate_hz, seed=seed, latency_ms=float(opts.get("latency_ms", 0)),
-                                    max_valid_for_ms=int(opts.get("max_valid_ms", 500)), **units)
+        extra = {k: v for k, v in opts.items() if k != "horizon"}
+        robot = task.start_robot(rate_hz, seed, **extra) if task.servo_bus else None
+        if robot is None:
+            robot = start_virtual_robot(task.plant, rate_hz=rate_hz, seed=seed,
+                                        latency_ms=float(opts.get("latency_ms", 0)),
+                                        max_valid_for_ms=int(opts.get("max_valid_ms", 500)), **units)
     except ValueError as e:
         raise RunError(f"{port}: {e}") from e
     return SimTarget(robot, task)
 
 
 def check_sim_env(bundle, bundle_env: str, sim_env: str) -> None:
-    """Refuse a bundle made for another environment than the ``sim://`` port's."""
-    if bundle_env and sim_env != bundle_env:
+    """Refuse a bundle made for another environment than the one the ``sim://`` port's robot plays."""
+    from kdp_edge.envs import env_for, sim_names
+
+    task = env_for(sim_env).task_env(sim_env)
+    if bundle_env and task != bundle_env:
+        ports = [n for n in sim_names() if env_for(n).task_env(n) == bundle_env] or [bundle_env]
         raise RunError(f"bundle {bundle} was exported for {bundle_env} (bundle.json 'env'), the port simulates "
-                       f"{sim_env}, another task (its observations, goal and physics differ). fix: use --port sim://{bundle_env}, or "
-                       f"a bundle trained on {sim_env}")
+                       f"{task}, another task (its observations, goal and physics differ). fix: use "
+                       f"{' or '.join(f'--port sim://{p}' for p in ports)}, or a bundle trained on {task}")
 
 
 @dataclass
@@ -454,8 +465,17 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
             sim = start_sim(port, rate, max(1, opts.episodes), opts.seed)
             stack.callback(sim.robot.close)
             port = sim.robot.port
-            log(f"virtual robot {sim.task.env} on {port} ({rate:g} Hz STATE, watchdog as the firmware)")
-        if opts.bus or port.startswith("sim-servo://"):  # smart servos on a bus, no kdp firmware (#26)
+            log(f"virtual arm {sim.task.env} on {port}: a virtual {sim.task.servo_bus} servo bus (servos teleported to "
+                "each episode's start)" if sim.task.servo_bus else
+                f"virtual robot {sim.task.env} on {port} ({rate:g} Hz STATE, watchdog as the firmware)")
+        if sim is not None and sim.task.servo_bus:  # a virtual arm of smart servos: the servo link to its bus
+            from firmware_bridge.servo_bus import open_servo_link
+
+            link = open_servo_link(port, sim.task.servo_bus, sim.task.motors(), state_dim=state_dim,
+                                   action_dim=m.act_dim, calibration=sim.task.servo_calibration(),
+                                   on_stop=opts.on_stop, rate_hz=rate, log=log)
+            log(f"servo bus ({link.family.name}, motors {link.ids}, radians) on {link.port}: the virtual arm")
+        elif opts.bus or port.startswith("sim-servo://"):  # smart servos on a bus, no kdp firmware (#26)
             from firmware_bridge.servo_bus import open_servo_link
 
             link = open_servo_link(port, opts.bus, opts.motors, state_dim=state_dim, action_dim=m.act_dim,
@@ -541,9 +561,17 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
             history.reset()  # the warm-up's observations are not this run's history
         log(f"warm-up: {wu['plans']} whole plans, first {wu['first_ms']:.2f} ms, max {wu['max_ms']:.2f} ms, "
             f"{wu['over_deadline']} over the {wu['deadline_ms']:.1f} ms deadline (not counted as loop misses)")
-        if sim is not None:  # the first episode starts now, not when the robot was started
-            sim.task.prepare(0)
+        def start_episode(i: int) -> None:
+            """Episode ``i`` on the virtual robot: its start, and its goal unless --goal was given."""
+            sim.task.prepare(i)
             sim.robot.reset_plant()
+            if not opts.goal and sim.task.goal is not None:
+                loop.goal = np.asarray(sim.task.goal, np.float32)
+            if hasattr(link, "resume"):  # a servo link stopped by the previous episode's end acts again
+                link.resume()
+
+        if sim is not None:  # the first episode starts now, not when the robot was started
+            start_episode(0)
         log(f"planning with {planner.describe()} at {rate:g} Hz ({opts.sync} sync); Ctrl-C stops")
         t_start = time.monotonic()
 
@@ -594,8 +622,7 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
                     if episode["i"] >= opts.episodes and opts.duration_s is None and opts.cycles is None:
                         break
                     link.send_stop()  # the last episode's action must not drive the new start
-                    sim.task.prepare(episode["i"])
-                    sim.robot.reset_plant()
+                    start_episode(episode["i"])
                     loop.newest = None  # plans of the previous episode are not a fallback for this one
                     if history is not None:
                         history.reset()  # nor its observations a history
