@@ -18,7 +18,8 @@ def test_names_resolve_to_their_plugins():
     assert env_for("pointmaze-medium").name == "pointmaze" and env_for("pusht").name == "pusht"
     assert env_for("toy-bimodal").name == "toy-bimodal"
     assert env_for("my-robot") is GENERIC and env_for("") is GENERIC
-    assert names() == ["pointmaze-umaze", "pointmaze-medium", "pointmaze-large", "pusht"]
+    assert names() == ["pointmaze-umaze", "pointmaze-medium", "pointmaze-large", "pusht", "arm"]
+    assert env_for("feetech-arm").name == "arm" and env_for("dynamixel-arm").name == "arm"
     assert len({e.name for e in ENVIRONMENTS}) == len(ENVIRONMENTS)
 
 
