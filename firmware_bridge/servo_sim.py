@@ -43,8 +43,8 @@ import select
 import threading
 import time
 import tty
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from . import servo_dynamixel as dxl

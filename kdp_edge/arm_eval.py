@@ -49,6 +49,7 @@ def rollout(policy: Policy, starts: np.ndarray, goals: np.ndarray, horizon: int,
             progress: bool = False, spec: ArmSpec = SPEC) -> dict:
     """Play ``policy`` from ``starts`` [E, 6] toward ``goals`` [E, 6] for ``horizon`` steps: per episode
     ``returns`` [E], ``success`` [E], ``entered`` [E] (the region), ``arrival_step`` [E] (-1: never),
+    ``closest_error`` [E] (rad: the smallest max-over-joints distance to the goal it reached),
     ``trajectories`` [E, horizon + 1, 6]."""
     plant = ArmPlant(starts, spec)
     e = len(starts)
@@ -67,8 +68,9 @@ def rollout(policy: Policy, starts: np.ndarray, goals: np.ndarray, horizon: int,
     returns = counted.sum(1).astype(np.float64)
     entered = entered_at < horizon
     arrival = np.where(at_goal.any(1), at_goal.argmax(1) + 1, -1)
+    closest = np.abs(traj[:, 1:] - goals[:, None]).max(-1).min(1)  # [E] the nearest it came (max over joints)
     return {"returns": returns, "success": at_goal.any(1) & ~entered, "entered": entered, "arrival_step": arrival,
-            "trajectories": traj}
+            "closest_error": closest, "trajectories": traj}
 
 
 def normalized(returns: np.ndarray, expert: np.ndarray, random: np.ndarray) -> np.ndarray:
@@ -89,6 +91,7 @@ def summarize(res: dict, refs: dict[str, dict]) -> dict:
     return {"normalized_score_mean": float(s.mean()), "normalized_score_sem": float(s.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
             "return_mean": float(res["returns"].mean()), "success_rate": float(res["success"].mean()),
             "region_entered_rate": float(res["entered"].mean()), "episodes": n,
+            "closest_error_median": float(np.median(res["closest_error"])),
             "mean_arrival_step": float(res["arrival_step"][ok].mean()) if ok.any() else None}
 
 
@@ -130,9 +133,10 @@ def evaluate_arm(run_dir, env: str, o: dict, log=print) -> tuple[dict, str, str]
     if o.get("references", True):
         for name, r in refs.items():
             report[name] = summarize(r, refs)
-    text = format_eval_report(report, "normalised score | success | region entered | mean arrival step",
-                              ("kdp", "expert", "random"),
+    text = format_eval_report(report, "normalised score | success | region entered | mean arrival step | "
+                              "closest (rad, median)", ("kdp", "expert", "random"),
                               lambda r: (f"{r['normalized_score_mean']:.1f} ± {r['normalized_score_sem']:.1f} | "
                                          f"{100 * r['success_rate']:.0f}% | {100 * r['region_entered_rate']:.0f}% | "
-                                         + (f"{r['mean_arrival_step']:.0f}" if r["mean_arrival_step"] else "-")))
+                                         + (f"{r['mean_arrival_step']:.0f}" if r["mean_arrival_step"] else "-")
+                                         + f" | {r['closest_error_median']:.3f}"))
     return report, text, f"eval-{env}.json"

@@ -49,6 +49,7 @@ class BusArmTracker:
         with self._lock:
             self.goal, self.t0 = goal, t0
             self.at_goal: set[int] = set()
+            self.closest = float("inf")  # rad: the smallest max-over-joints distance to the goal read
             self.entered_at: int | None = None
             self.reads = 0
 
@@ -66,6 +67,7 @@ class BusArmTracker:
                 return
             q = from_ticks([ticks[i] for i in MOTORS])
             self.reads += 1
+            self.closest = min(self.closest, float(np.abs(q - self.goal).max()))
             if self.entered_at is None and in_region(q):
                 self.entered_at = k
             if reached(q, self.goal) and (self.entered_at is None or k < self.entered_at):
@@ -74,7 +76,8 @@ class BusArmTracker:
     def outcome(self) -> dict:
         with self._lock:
             return {"return": len(self.at_goal), "entered": self.entered_at is not None,
-                    "arrival_step": min(self.at_goal) + 1 if self.at_goal else -1, "reads": self.reads}
+                    "arrival_step": min(self.at_goal) + 1 if self.at_goal else -1, "reads": self.reads,
+                    "closest_error": self.closest}
 
 
 class ArmBusRobot:
@@ -162,5 +165,6 @@ class ArmEpisodes(SimEpisodes):
         score = float(normalized(np.array([o["return"]]), ref["expert"][k:k + 1], ref["random"][k:k + 1])[0])
         return {"episode": i, "return": o["return"], "success": o["return"] > 0 and not o["entered"],
                 "region_entered": o["entered"], "arrival_step": o["arrival_step"], "normalized_score": score,
+                "closest_error": o["closest_error"],
                 "expert_return": float(ref["expert"][k]), "random_return": float(ref["random"][k]),
                 "sync_reads_scored": o["reads"], "start": self.starts[k].tolist(), "goal": self.goals[k].tolist()}
