@@ -105,14 +105,19 @@ def evaluate_arm(run_dir, env: str, o: dict, log=print) -> tuple[dict, str, str]
     from .planning import ScoringSpec
     from .torch_planner import run_planner
 
+    from .errors import KDPError
+
+    if o.get("protocol", "own-actions") != "own-actions":
+        raise KDPError(f"--protocol {o['protocol']} is PointMaze's PD tracker; the arm executes each plan's first "
+                       "action (goal positions). fix: drop --protocol (own-actions)")
+    if o.get("plot"):
+        log("note: --plot draws PointMaze rollouts; the arm report has none")
     given = {k: o[k] for k in ("episodes", "seed", "candidates") if o.get(k) is not None}
     proto = ArmProtocol(**given)
     if o.get("threads", 0) > 0:
         torch.set_num_threads(o["threads"])
     run = load_run(run_dir)
     if run.info.obs_dim != 6 or run.info.act_dim != 6 or run.info.goal_dim != 6:
-        from .errors import KDPError
-
         raise KDPError(f"{run_dir} was trained with obs/act/goal dims {run.info.obs_dim}/{run.info.act_dim}/"
                        f"{run.info.goal_dim}; the arm task has 6/6/6. fix: train on `kdp-edge data arm` data")
     model = run.build_model(ema=True)
