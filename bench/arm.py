@@ -68,6 +68,9 @@ def main() -> None:
     t["run_s"] = kdp("run", str(bundle), "--port", f"sim://{args.bus}-arm", "--episodes", str(args.run_episodes),
                      "--seed", str(args.eval_seed), "--threads", "1", "--summary", str(summary))
 
+    old = json.loads((out / "arm.json").read_text()) if (out / "arm.json").exists() else {}
+    # stages reused from an earlier invocation keep the times it measured (with its command and commit)
+    earlier = {k: v for k, v in old.get("seconds", {}).items() if k not in t}
     rep = json.loads(ev.read_text())
     manifest = json.loads((bundle / "bundle.json").read_text())
     (path, parity), = ((p, v) for p, v in manifest["parity"].items() if "int8" in p)
@@ -75,7 +78,11 @@ def main() -> None:
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     res = {
         "command": "python bench/arm.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "provenance": provenance(), "args": vars(args), "seconds_this_invocation": {k: round(v, 1) for k, v in t.items()},
+        "provenance": provenance(), "args": vars(args),
+        "seconds": earlier | {k: round(v, 1) for k, v in t.items()},
+        "seconds_measured_by": {k: ("earlier: " + old.get("command", "?") + " at commit "
+                                    + str(old.get("provenance", {}).get("commit", "?"))[:12]) if k in earlier
+                                else "this invocation" for k in earlier | t},
         "train": {"steps": rep["checkpoint"]["step"], "parameters": rep["checkpoint"]["parameters"],
                   "arch": rep["checkpoint"]["arch"], "steps_per_s": metrics[-1].get("steps_per_s")},
         "eval": {"protocol_text": rep["protocol_text"], **{k: rep[k] for k in ("kdp", "expert", "random")}},
@@ -101,7 +108,8 @@ def main() -> None:
         "# Arm task: KDP vs the scripted expert", "", f"- {provenance_line(res['provenance'])}", "",
         f"Protocol: {rep['protocol_text']}", "",
         f"Training: {res['train']['steps']} steps, {res['train']['arch']}, {res['train']['parameters']:,} parameters, "
-        f"{args.data_steps:,} data steps (seed {args.seed}), one thread.", "",
+        f"{args.data_steps:,} data steps (seed {args.seed}), one thread. Stage wall times (s): "
+        + ", ".join(f"{k.removesuffix('_s')} {v:.0f}" for k, v in res["seconds"].items()) + ".", "",
         f"## `kdp-edge eval` ({args.episodes} episodes, seed {args.eval_seed}, numpy plant, torch planner)", "",
         "| policy | normalised score | success | region entered | mean arrival step | closest to the goal (rad, median) |",
         "|---|---|---|---|---|---|",
@@ -110,8 +118,10 @@ def main() -> None:
         "## int8 export", "",
         f"`{path}` ({res['int8']['bytes'] / 1e6:.2f} MB): first-action rms error {100 * parity['first_action_rms_frac']:.2f}% "
         f"of the action range (budget {100 * parity['budget_first_action_frac']:g}%, within: {parity['within_budget']}); "
-        + (f"closed loop on {cl.get('episodes')} episodes: {cl.get('score_mean', float('nan')):.1f} ± "
-           f"{cl.get('score_sem', float('nan')):.1f} (torch in the same check: see arm.json / bundle.json)." if cl else
+        + (f"export's closed-loop check on {cl.get('episodes')} episodes (seed {cl.get('seed')}): int8 "
+           f"{cl.get('score_mean', float('nan')):.2f} ± {cl.get('score_sem', float('nan')):.2f}, success "
+           f"{100 * cl.get('success_rate', 0):.0f}%; torch {cl.get('torch_score_mean', float('nan')):.2f} ± "
+           f"{cl.get('torch_score_sem', float('nan')):.2f}, success {100 * cl.get('torch_success_rate', 0):.0f}%." if cl else
            "no closed-loop check."), "",
         f"## `kdp-edge run --port sim://{args.bus}-arm` (int8 bundle, real time, virtual {args.bus} bus)", "",
         f"{sm.get('episodes', 0)} episodes (the first of the eval's episodes, seed {args.eval_seed}): normalised score "

@@ -141,7 +141,7 @@ class ArmEpisodes(SimEpisodes):
         from firmware_bridge.servo_sim import ServoBusSim
 
         if opts:
-            raise ValueError(f"the virtual arm takes no {', '.join(sorted(opts))} option (only horizon)")
+            raise ValueError(f"the virtual arm takes no {', '.join(sorted(opts))} option. fix: drop it (it takes horizon only)")
         sim = ServoBusSim(self.servo_bus, list(MOTORS), positions=to_ticks(self.starts[0]).tolist(),
                           tau_s=SPEC.tau_s, max_speed=SPEC.max_speed * TICKS_PER_RAD,
                           on_sync_read=self.plant.observe)
