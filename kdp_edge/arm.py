@@ -94,9 +94,10 @@ def random_poses(rng: np.random.Generator, n: int, spec: ArmSpec = SPEC) -> np.n
 
 
 def episode_poses(n: int, seed: int, spec: ArmSpec = SPEC) -> tuple[np.ndarray, np.ndarray]:
-    """Starts [n, 6] and goals [n, 6] of ``n`` seeded episodes (the evaluation's and the virtual arm's)."""
-    rng = np.random.default_rng([seed, 26])
-    return random_poses(rng, n, spec), random_poses(rng, n, spec)
+    """Starts [n, 6] and goals [n, 6] of ``n`` seeded episodes (the evaluation's and the virtual arm's).
+    Episode i depends on (seed, i) only: the first k episodes are the same whatever ``n``."""
+    pairs = [random_poses(np.random.default_rng([seed, 26, i]), 2, spec) for i in range(n)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 # ---------------------------------------------------------------------------------------------- geometry

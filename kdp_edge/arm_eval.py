@@ -101,11 +101,10 @@ def evaluate_arm(run_dir, env: str, o: dict, log=print) -> tuple[dict, str, str]
     import torch
 
     from .checkpoint import load_run
+    from .errors import KDPError
     from .evaluate import PlannerPolicy, configure_sampler, format_eval_report, plan_latency
     from .planning import ScoringSpec
     from .torch_planner import run_planner
-
-    from .errors import KDPError
 
     if o.get("protocol", "own-actions") != "own-actions":
         raise KDPError(f"--protocol {o['protocol']} is PointMaze's PD tracker; the arm executes each plan's first "
