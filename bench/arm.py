@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--bus", choices=["feetech", "dynamixel"], default="feetech")
     ap.add_argument("--out", default="bench/results/arm")
     args = ap.parse_args()
+    prov = provenance()  # before any stage writes a (tracked) result file: "dirty" is about the code
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data, run, bundle = out / "arm.hdf5", out / "run", out / "bundle-int8"
@@ -78,7 +79,7 @@ def main() -> None:
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     res = {
         "command": "python bench/arm.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "provenance": provenance(), "args": vars(args),
+        "provenance": prov, "args": vars(args),
         "seconds": earlier | {k: round(v, 1) for k, v in t.items()},
         "seconds_measured_by": {k: ("earlier: " + old.get("command", "?") + " at commit "
                                     + str(old.get("provenance", {}).get("commit", "?"))[:12]) if k in earlier
