@@ -81,9 +81,9 @@ def main() -> None:
         "command": "python bench/arm.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "provenance": prov, "args": vars(args),
         "seconds": earlier | {k: round(v, 1) for k, v in t.items()},
-        "seconds_measured_by": {k: ("earlier: " + old.get("command", "?") + " at commit "
-                                    + str(old.get("provenance", {}).get("commit", "?"))[:12]) if k in earlier
-                                else "this invocation" for k in earlier | t},
+        "seconds_measured_by": {k: old.get("seconds_measured_by", {}).get(k, "earlier: " + old.get("command", "?")
+                                    + " at commit " + str(old.get("provenance", {}).get("commit", "?"))[:12])
+                                if k in earlier else "this invocation" for k in earlier | t},
         "train": {"steps": rep["checkpoint"]["step"], "parameters": rep["checkpoint"]["parameters"],
                   "arch": rep["checkpoint"]["arch"], "steps_per_s": metrics[-1].get("steps_per_s")},
         "eval": {"protocol_text": rep["protocol_text"], **{k: rep[k] for k in ("kdp", "expert", "random")}},
