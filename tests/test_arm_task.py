@@ -152,6 +152,7 @@ def test_expert_through_the_virtual_bus_scores_like_the_expert(family, monkeypat
     assert {tuple(np.round(g.astype(np.float32), 5)) for g in goals} <= set(planner.goals)  # each episode's goal
     link = summary["link"]
     assert link["bus_sync_reads"] > 150 and link["bus_states_missed"] == 0 and link["bus_holds"] >= 1
+    assert link.get("actions_refused_stopped", 0) == 0  # the stop between episodes was lifted for episode 2
 
 
 def test_tiny_data_train_export_run_on_the_virtual_feetech_arm(tmp_path, cli_env, monkeypatch):
