@@ -674,6 +674,8 @@ class ServoBusLink:
         stop first holds the present position, then turns torque back on."""
         if self.caps is None:
             raise LinkError("resume before hello()", "call link.hello() once after opening the bus")
+        if self._closed or self._ser is None:  # a closed or lost bus stays stopped
+            raise LinkError(f"resume on a closed or lost bus ({self.port})", "open the bus again and call hello()")
         if self._stopped and self.on_stop == "torque-off":
             fam, mod = self.family, self.family.mod
             raw = self._sample_raw(with_velocity=False, expect_all=True)

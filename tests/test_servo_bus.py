@@ -254,6 +254,30 @@ def test_link_start_read_act_stop(family, echo):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_resume_lifts_an_episode_stop_and_never_a_closed_bus(family):
+    """resume() (between a virtual arm's episodes) after a torque-off stop: hold the present position, torque on,
+    actions accepted again; after close() it refuses, so nothing can re-enable a bus the user stopped."""
+    sim, link = make(family, on_stop="torque-off")
+    with link:
+        with pytest.raises(LinkError, match="hello"):
+            link.resume()
+        link.hello()
+        s = read(link)
+        assert link.send_stop()
+        poll(lambda: not any(sim.torque().values()))  # (a sync write has no reply: the bus serves it in its thread)
+        assert not link.send_action([1000.0, 2500.0], 100, s.seq)  # stopped: refused
+        link.resume()
+        poll(lambda: all(sim.torque().values()))
+        assert link.stats["bus_torque_on"] == 2  # hello() and resume()
+        assert sim.goals() == pytest.approx(sim.positions(), abs=2)  # goal := present before torque on: no jump
+        assert link.send_action([1000.0, 2500.0], 100, read(link).seq)
+    poll(lambda: not any(sim.torque().values()))  # the close's stop
+    with pytest.raises(LinkError, match="closed or lost"):
+        link.resume()
+    assert link.stats["bus_torque_on"] == 2  # nothing written
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_link_missing_replies_errors_garbage_counted_not_raised(family):
     sim, link = make(family, on_stop="torque-off")
     with link:

@@ -621,7 +621,10 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
                     episode["i"] += 1
                     if episode["i"] >= opts.episodes and opts.duration_s is None and opts.cycles is None:
                         break
-                    link.send_stop()  # the last episode's action must not drive the new start
+                    # the last episode's action must not drive the new start; a stop that was not written, or a
+                    # Ctrl-C / SIGTERM that arrived during the episode's last cycle, ends the run (never resumed)
+                    if not link.send_stop() or stop["signal"] is not None:
+                        break
                     start_episode(episode["i"])
                     loop.newest = None  # plans of the previous episode are not a fallback for this one
                     if history is not None:
