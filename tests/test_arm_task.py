@@ -182,3 +182,13 @@ def test_tiny_data_train_export_run_on_the_virtual_feetech_arm(tmp_path, cli_env
     assert s["link"]["bus_sync_reads"] >= 5 and s["counts"]["actions_sent"] >= 5
     assert s["link"]["bus_states_missed"] < s["link"]["bus_sync_reads"] / 2 and s["link"]["bus_checksum_errors"] == 0
     assert "servo bus: sync reads" in r.stdout and "sim feetech-arm: 1 episodes" in r.stdout
+
+
+def test_virtual_arm_refuses_bus_options_it_would_ignore(monkeypatch):
+    import kdp_edge.runtime as runtime
+    from kdp_edge.app.run import RunError, RunOptions, run
+
+    monkeypatch.setattr(runtime, "Planner", SimpleNamespace(load=lambda *a, **k: _ExpertPlanner()))
+    with pytest.raises(RunError, match=r"fix: drop --motors and --servo-calibration"):
+        run("unused", RunOptions(port="sim://feetech-arm?horizon=5", episodes=1, motors=[1, 2, 3, 4, 5, 6],
+                                 servo_calibration="arm.json"), log=lambda m: None)

@@ -471,6 +471,12 @@ def _run(bundle: str, opts: RunOptions, log, stop: dict, Planner) -> dict:
         if sim is not None and sim.task.servo_bus:  # a virtual arm of smart servos: the servo link to its bus
             from firmware_bridge.servo_bus import open_servo_link
 
+            ignored = [f for f, v in (("--bus", opts.bus), ("--motors", opts.motors),
+                                      ("--servo-calibration", opts.servo_calibration)) if v]
+            if ignored:
+                raise RunError(f"{opts.port} sets its own servo family, motors and calibration; {', '.join(ignored)} "
+                               "would be ignored. fix: drop " + " and ".join(ignored))
+
             link = open_servo_link(port, sim.task.servo_bus, sim.task.motors(), state_dim=state_dim,
                                    action_dim=m.act_dim, calibration=sim.task.servo_calibration(),
                                    on_stop=opts.on_stop, rate_hz=rate, log=log)
