@@ -58,7 +58,7 @@ def main() -> None:
     if not (run / "checkpoint.pt").exists():
         t["train_s"] = kdp("train", "--data", str(data), "--out", str(run), "--steps", str(args.steps), "--seed",
                            str(args.seed), "--threads", "1", "--quiet")
-    ev = run / f"eval-arm-seed{args.eval_seed}.json"
+    ev = run / f"eval-arm-seed{args.eval_seed}-e{args.episodes}.json"  # a reused report has this episode count
     if not ev.exists():
         t["eval_s"] = kdp("eval", str(run), "--env", "arm", "--episodes", str(args.episodes), "--seed", str(args.eval_seed),
                           "--threads", "1", "--out", str(ev), "--quiet")
@@ -111,7 +111,7 @@ def main() -> None:
         f"Training: {res['train']['steps']} steps, {res['train']['arch']}, {res['train']['parameters']:,} parameters, "
         f"{args.data_steps:,} data steps (seed {args.seed}), one thread. Stage wall times (s): "
         + ", ".join(f"{k.removesuffix('_s')} {v:.0f}" for k, v in res["seconds"].items()) + ".", "",
-        f"## `kdp-edge eval` ({args.episodes} episodes, seed {args.eval_seed}, numpy plant, torch planner)", "",
+        f"## `kdp-edge eval` ({rep['protocol']['episodes']} episodes, seed {rep['protocol']['seed']}, numpy plant, torch planner)", "",
         "| policy | normalised score | success | region entered | mean arrival step | closest to the goal (rad, median) |",
         "|---|---|---|---|---|---|",
         row("kdp", k), row("expert", ex), row("random", rn), "",
