@@ -55,16 +55,25 @@ def data() -> None:
 @friendly_errors
 def data_pointmaze(maze, steps, noise, seed, arrive_radius, dwell, out) -> None:
     """Waypoint-expert data in gymnasium-robotics PointMaze, D4RL maze2d layout."""
-    import time
-
-    from .data.pointmaze import PointMazeDataConfig, config_attrs, generate_pointmaze, write_d4rl_hdf5
-    from .progress import Progress
+    from .data.pointmaze import PointMazeDataConfig, config_attrs, generate_pointmaze
 
     cfg = PointMazeDataConfig(maze=maze, steps=steps, noise=noise, seed=seed, arrive_radius=arrive_radius, dwell=dwell)
+    _write_expert_data(out, f"pointmaze-{maze}", steps, lambda bar: generate_pointmaze(cfg, progress=bar.update),
+                       config_attrs(cfg))
+
+
+def _write_expert_data(out: str, label: str, steps: int, generate, attrs: dict) -> None:
+    """Run ``generate(progress_bar)`` (arrays in the D4RL layout, goal-conditioned), write them to ``out`` with
+    ``attrs`` and say how many goals the expert reached."""
+    import time
+
+    from .data.pointmaze import write_d4rl_hdf5
+    from .progress import Progress
+
     t0 = time.perf_counter()
-    with Progress(steps, f"pointmaze-{maze}") as bar:
-        arrays = generate_pointmaze(cfg, progress=bar.update)
-    write_d4rl_hdf5(out, arrays, config_attrs(cfg))
+    with Progress(steps, label) as bar:
+        arrays = generate(bar)
+    write_d4rl_hdf5(out, arrays, attrs)
     goals = int((abs(arrays["infos/goal"][1:] - arrays["infos/goal"][:-1]).sum(1) > 0).sum())
     click.echo(f"wrote {out}: {steps:,} steps, {goals:,} goals reached, {time.perf_counter() - t0:.1f}s")
 
@@ -80,19 +89,10 @@ def data_pointmaze(maze, steps, noise, seed, arrive_radius, dwell, out) -> None:
 @friendly_errors
 def data_arm(steps, noise, seed, dwell, out) -> None:
     """Scripted-expert data for the arm task (6 joints around a forbidden region; kdp_edge/arm.py)."""
-    import time
-
     from .data.arm import ArmDataConfig, config_attrs, generate_arm
-    from .data.pointmaze import write_d4rl_hdf5
-    from .progress import Progress
 
     cfg = ArmDataConfig(steps=steps, noise=noise, seed=seed, dwell=dwell)
-    t0 = time.perf_counter()
-    with Progress(steps, "arm") as bar:
-        arrays = generate_arm(cfg, progress=bar.update)
-    write_d4rl_hdf5(out, arrays, config_attrs(cfg))
-    goals = int((abs(arrays["infos/goal"][1:] - arrays["infos/goal"][:-1]).sum(1) > 0).sum())
-    click.echo(f"wrote {out}: {steps:,} steps, {goals:,} goals reached, {time.perf_counter() - t0:.1f}s")
+    _write_expert_data(out, "arm", steps, lambda bar: generate_arm(cfg, progress=bar.update), config_attrs(cfg))
 
 
 @data.command("pusht-synthetic")
