@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..arm import SPEC, ArmExpert, ArmPlant, random_poses, reached
+from .expert_stream import GoalDwell, d4rl_timeouts, report_progress
 
 ENV = "arm"
 
@@ -41,29 +42,19 @@ def generate_arm(cfg: ArmDataConfig, progress=None) -> dict[str, np.ndarray]:
     rew = np.zeros(n, np.float32)
     plant = ArmPlant(random_poses(rng, 1)[0])
     goal = random_poses(rng, 1)[0]
-    hold: int | None = None  # steps left at the current goal (None: not there yet)
+    dwell = GoalDwell(cfg.dwell, rng)
     for t in range(n):
         q = plant.q[0]
-        if hold is None and reached(q, goal):
-            hold = int(rng.integers(0, cfg.dwell + 1))
-        if hold is not None:
-            if hold <= 0:
-                goal, hold = random_poses(rng, 1)[0], None
-            else:
-                hold -= 1
+        if dwell.new_goal_due(bool(reached(q, goal))):
+            goal = random_poses(rng, 1)[0]
         a = expert.act(q, goal)
         if cfg.noise > 0:
             a = a + rng.normal(0.0, cfg.noise, size=6)
         a = np.clip(a, SPEC.low, SPEC.high)
         obs[t], goal_buf[t], act[t] = q, goal, a
         rew[t] = float(reached(plant.step(a[None])[0], goal))
-        if progress is not None and (t + 1) % 5000 == 0:
-            progress(5000)
-    if progress is not None and n % 5000:
-        progress(n % 5000)
-    timeouts = np.zeros(n, bool)
-    timeouts[cfg.timeout_every - 1::cfg.timeout_every] = True
-    timeouts[-1] = True
+        report_progress(progress, t, n)
+    timeouts = d4rl_timeouts(n, cfg.timeout_every)
     return {"observations": obs, "actions": act, "rewards": rew, "terminals": np.zeros(n, bool),
             "timeouts": timeouts, "infos/goal": goal_buf, "infos/qpos": obs.copy()}
 

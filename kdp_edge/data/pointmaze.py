@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import require
 from ..fileio import atomic_write
+from .expert_stream import GoalDwell, d4rl_timeouts, report_progress
 
 
 @dataclass
@@ -51,31 +52,19 @@ def generate_pointmaze(cfg: PointMazeDataConfig, progress=None) -> dict[str, np.
     start = sim.random_cell_xy(noise=cfg.goal_noise)
     goal = sim.random_cell_xy(exclude=tuple(sim.maze.xy_to_cell(start)), noise=cfg.goal_noise)
     obs = sim.reset(start, goal)
-    report_every = 5000
-    hold: int | None = None  # steps left to hold at the current goal (None: not arrived yet)
+    dwell = GoalDwell(cfg.dwell, rng)
     for t in range(n):
-        if hold is None and np.linalg.norm(obs[:2] - goal) < cfg.arrive_radius:
-            hold = int(rng.integers(0, cfg.dwell + 1)) if cfg.dwell > 0 else 0
-        if hold is not None:
-            if hold <= 0:
-                goal = sim.random_cell_xy(exclude=tuple(sim.maze.xy_to_cell(obs[:2])), noise=cfg.goal_noise)
-                sim.set_goal(goal)
-                hold = None
-            else:
-                hold -= 1
+        if dwell.new_goal_due(bool(np.linalg.norm(obs[:2] - goal) < cfg.arrive_radius)):
+            goal = sim.random_cell_xy(exclude=tuple(sim.maze.xy_to_cell(obs[:2])), noise=cfg.goal_noise)
+            sim.set_goal(goal)
         act = expert.act(obs, goal)
         if cfg.noise > 0:
             act = np.clip(act + rng.normal(0.0, cfg.noise, size=2), -1.0, 1.0)
         obs_buf[t], goal_buf[t], act_buf[t] = obs, goal, act
         obs = sim.step(act)
         rew_buf[t] = float(np.linalg.norm(obs[:2] - goal) <= 0.5)
-        if progress is not None and (t + 1) % report_every == 0:
-            progress(report_every)
-    if progress is not None and n % report_every:
-        progress(n % report_every)
-    timeouts = np.zeros(n, bool)
-    timeouts[cfg.timeout_every - 1 :: cfg.timeout_every] = True
-    timeouts[-1] = True
+        report_progress(progress, t, n)
+    timeouts = d4rl_timeouts(n, cfg.timeout_every)
     return {
         "observations": obs_buf,
         "actions": act_buf,
