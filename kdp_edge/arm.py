@@ -130,14 +130,19 @@ class BoxGeodesic:
         self.test_lo, self.test_hi = self.lo - margin / 2, self.hi + margin / 2
         lo, hi = self.lo - margin, self.hi + margin
         self.corners = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
+        self._last: tuple[bytes, tuple[np.ndarray, np.ndarray]] | None = None  # (goal bytes, corner_costs)
 
     def clear(self, a, b) -> np.ndarray:
         return ~segments_hit_box(a, b, self.test_lo, self.test_hi)
 
     def corner_costs(self, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Path length from each corner to ``goal`` [2] (Dijkstra over the corners) and each corner's next
-        node (0..3 a corner, 4 the goal)."""
-        nodes = np.vstack([self.corners, np.asarray(goal, np.float64)[None]])
+        node (0..3 a corner, 4 the goal). Kept for the last goal: a goal stays for a whole episode, and the
+        planner's scoring and the expert ask every step."""
+        goal = np.asarray(goal, np.float64)
+        if self._last is not None and self._last[0] == goal.tobytes():
+            return self._last[1]
+        nodes = np.vstack([self.corners, goal[None]])
         vis = self.clear(nodes[:, None], nodes[None])
         dist = np.linalg.norm(nodes[:, None] - nodes[None], axis=-1)
         cost, nxt = np.full(5, np.inf), np.full(5, -1)
@@ -150,7 +155,8 @@ class BoxGeodesic:
                 if j != i and vis[i, j] and c + dist[i, j] < cost[j]:
                     cost[j], nxt[j] = c + dist[i, j], i
                     heapq.heappush(heap, (cost[j], j))
-        return cost[:4], nxt[:4]
+        self._last = (goal.tobytes(), (cost[:4], nxt[:4]))
+        return self._last[1]
 
     def lengths(self, p: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """[...] shortest path lengths from points ``p`` [..., 2] to ``goal`` [2] around the box; where no way
