@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .arm import SPEC, ArmExpert, ArmPlant, ArmSpec, episode_poses, in_region, reached
+from .metrics import mean_sem
 from .progress import Progress
 
 Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]  # positions [E, 6], goals [E, 6] -> actions [E, 6]
@@ -88,7 +89,8 @@ def summarize(res: dict, refs: dict[str, dict]) -> dict:
     s = normalized(res["returns"], refs["expert"]["returns"], refs["random"]["returns"])
     n = len(s)
     ok = res["arrival_step"] > 0
-    return {"normalized_score_mean": float(s.mean()), "normalized_score_sem": float(s.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+    mean, sem = mean_sem(s)
+    return {"normalized_score_mean": mean, "normalized_score_sem": sem,
             "return_mean": float(res["returns"].mean()), "success_rate": float(res["success"].mean()),
             "region_entered_rate": float(res["entered"].mean()), "episodes": n,
             "closest_error_median": float(np.median(res["closest_error"])),

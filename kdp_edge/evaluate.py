@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .mazes import D4RL_PROTOCOL, GOAL_RADIUS, Maze
-from .metrics import percentiles_ms
+from .metrics import mean_sem, percentiles_ms
 from .planning import ScoringSpec
 from .progress import Progress
 from .sim_episodes import SimEpisodes
@@ -129,9 +129,10 @@ def rollout(policy: Policy, proto: EvalProtocol, label: str = "", progress: bool
 def summarize(result: dict) -> dict:
     s = result["scores"]
     n = len(s)
+    mean, sem = mean_sem(s)
     return {
-        "normalized_score_mean": float(s.mean()),
-        "normalized_score_sem": float(s.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+        "normalized_score_mean": mean,
+        "normalized_score_sem": sem,
         "return_mean": float(result["returns"].mean()),
         "success_rate": float(result["success"].mean()),
         "episodes": n,

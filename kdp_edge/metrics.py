@@ -9,6 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def mean_sem(x) -> tuple[float, float]:
+    """Mean of per-episode numbers ``x`` [n] and its standard error (sample std / sqrt n; 0 for n < 2)."""
+    x = np.asarray(x, dtype=np.float64)
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
+
+
 def candidate_diversity(plans: np.ndarray, pos_dims=(0, 1)) -> float:
     """Mean pairwise distance between candidates of one condition, averaged over positions in the
     window (metres for PointMaze)."""

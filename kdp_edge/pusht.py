@@ -24,7 +24,7 @@ import numpy as np
 
 from .data.pusht import pusht_features
 from .errors import require
-from .metrics import percentiles_ms
+from .metrics import mean_sem, percentiles_ms
 from .progress import Progress
 from .runtime.history import ObsHistory
 
@@ -117,7 +117,8 @@ def rollout(plan: PlanFn | None, proto: PushTProtocol, obs_dim: int, obs_history
 def summarize(res: dict) -> dict:
     c = res["max_coverage"]
     n = len(c)
-    return {"mean_max_coverage": float(c.mean()), "max_coverage_sem": float(c.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+    mean, sem = mean_sem(c)
+    return {"mean_max_coverage": mean, "max_coverage_sem": sem,
             "success_rate": float(res["success"].mean()), "mean_final_coverage": float(res["final_coverage"].mean()),
             "mean_steps": float(np.mean(res["steps"])), "episodes": n}
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .metrics import mean_sem
+
 
 class SimEpisodes:
     """Episodes on one plant (``firmware_bridge.plants.Plant``, with ``steps``: plant steps since reset).
@@ -65,9 +67,7 @@ class SimEpisodes:
         if not episodes:
             out["note"] = f"no episode finished (run longer: an episode is {self.horizon} simulator steps)"
             return out
-        s = np.array([e[self.metric] for e in episodes], dtype=np.float64)
-        out[f"{self.metric}_mean"] = float(s.mean())
-        out[f"{self.metric}_sem"] = float(s.std(ddof=1) / np.sqrt(len(s))) if len(s) > 1 else 0.0
+        out[f"{self.metric}_mean"], out[f"{self.metric}_sem"] = mean_sem([e[self.metric] for e in episodes])
         out["success_rate"] = float(np.mean([e["success"] for e in episodes]))
         out["per_episode"] = episodes
         return out
